@@ -1,0 +1,128 @@
+/*
+ * threadpool.c — pthread workers that pull task indices from a shared counter.
+ *
+ * Workers sleep on a condition variable between loops; a loop is published as a
+ * generation number, and tasks are claimed with an atomic fetch-add, so the cost
+ * per parallel-for is one broadcast and one wait.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "threadpool.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "status.h"
+
+struct kiln_pool {
+    int n_threads;
+    pthread_t *threads;
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done;
+    uint64_t generation;
+    int n_busy;
+    int quit;
+    /* current loop */
+    kiln_task_fn task;
+    void *ctx;
+    int64_t n_tasks;
+    atomic_llong next;
+};
+
+int kiln_cpu_count(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static void run_tasks(kiln_pool *p) {
+    for (;;) {
+        int64_t i = atomic_fetch_add(&p->next, 1);
+        if (i >= p->n_tasks) break;
+        p->task(p->ctx, i);
+    }
+}
+
+static void *worker(void *arg) {
+    kiln_pool *p = arg;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->quit && p->generation == seen) pthread_cond_wait(&p->wake, &p->mu);
+        if (p->quit) break;
+        seen = p->generation;
+        pthread_mutex_unlock(&p->mu);
+        run_tasks(p);
+        pthread_mutex_lock(&p->mu);
+        if (--p->n_busy == 0) pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+kiln_status kiln_pool_create(int n_threads, kiln_pool **out) {
+    *out = NULL;
+    if (n_threads <= 0) n_threads = kiln_cpu_count();
+    if (n_threads > 1024) return kiln_fail(KILN_ERR_INVALID_ARG, "too many threads: %d", n_threads);
+    kiln_pool *p = calloc(1, sizeof *p);
+    if (!p) return kiln_fail(KILN_ERR_NOMEM, "out of memory creating thread pool");
+    p->n_threads = n_threads;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->done, NULL);
+    if (n_threads > 1) {
+        p->threads = calloc((size_t)n_threads - 1, sizeof *p->threads);
+        if (!p->threads) {
+            kiln_pool_free(p);
+            return kiln_fail(KILN_ERR_NOMEM, "out of memory creating thread pool");
+        }
+        for (int i = 0; i < n_threads - 1; i++) {
+            if (pthread_create(&p->threads[i], NULL, worker, p) != 0) {
+                p->n_threads = i + 1; /* only the started ones get joined */
+                kiln_pool_free(p);
+                return kiln_fail(KILN_ERR_NOMEM, "cannot start worker thread %d", i);
+            }
+        }
+    }
+    *out = p;
+    return KILN_OK;
+}
+
+void kiln_pool_free(kiln_pool *p) {
+    if (!p) return;
+    if (p->threads) {
+        pthread_mutex_lock(&p->mu);
+        p->quit = 1;
+        pthread_cond_broadcast(&p->wake);
+        pthread_mutex_unlock(&p->mu);
+        for (int i = 0; i < p->n_threads - 1; i++) pthread_join(p->threads[i], NULL);
+        free(p->threads);
+    }
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->done);
+    free(p);
+}
+
+int kiln_pool_size(const kiln_pool *p) { return p ? p->n_threads : 1; }
+
+void kiln_pool_for(kiln_pool *p, int64_t n_tasks, kiln_task_fn task, void *ctx) {
+    if (n_tasks <= 0) return;
+    if (!p || p->n_threads == 1 || n_tasks == 1) {
+        for (int64_t i = 0; i < n_tasks; i++) task(ctx, i);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->task = task;
+    p->ctx = ctx;
+    p->n_tasks = n_tasks;
+    atomic_store(&p->next, 0);
+    p->n_busy = p->n_threads - 1;
+    p->generation++;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    run_tasks(p);
+    pthread_mutex_lock(&p->mu);
+    while (p->n_busy > 0) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}

@@ -1,0 +1,13 @@
+/*
+ * cli.h — the subcommands of the kiln program. Each takes argv starting at the
+ * subcommand's name and returns the process exit status (0 ok, 1 error, 2 usage).
+ */
+#ifndef KILN_CLI_H
+#define KILN_CLI_H
+
+int kiln_cmd_generate(int argc, char **argv);
+int kiln_cmd_tokenize(int argc, char **argv);
+int kiln_cmd_eval(int argc, char **argv);
+int kiln_cmd_info(int argc, char **argv);
+
+#endif

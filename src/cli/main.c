@@ -1,0 +1,41 @@
+/*
+ * main.c — the kiln program: dispatches to a subcommand.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} g_commands[] = {
+    {"generate", kiln_cmd_generate, "generate text from a prompt, streamed to stdout"},
+    {"tokenize", kiln_cmd_tokenize, "print the token ids of a text"},
+    {"eval", kiln_cmd_eval, "run the model on tokens: perplexity and last logits"},
+    {"info", kiln_cmd_info, "print a model file's metadata and tensor table"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: kiln COMMAND [options]   (kiln COMMAND --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof g_commands / sizeof g_commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", g_commands[i].name, g_commands[i].help);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof g_commands / sizeof g_commands[0]; i++) {
+        if (!strcmp(argv[1], g_commands[i].name)) return g_commands[i].run(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "kiln: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
