@@ -43,7 +43,7 @@ static kiln_status rd_u32(cursor *c, uint32_t *v, const char *what) { return rd(
 static kiln_status rd_u64(cursor *c, uint64_t *v, const char *what) { return rd(c, v, 8, what); }
 
 static kiln_status rd_str(cursor *c, kiln_gguf_str *s, const char *what) {
-    uint64_t len;
+    uint64_t len = 0;
     kiln_status st = rd_u64(c, &len, what);
     if (st) return st;
     if (len > c->size - c->pos)
@@ -103,8 +103,8 @@ static void free_value(kiln_gguf_value *v) {
 static kiln_status rd_value(cursor *c, kiln_gguf_type type, kiln_gguf_value *v, int depth, const char *key);
 
 static kiln_status rd_array(cursor *c, kiln_gguf_value *v, int depth, const char *key) {
-    uint32_t et;
-    uint64_t n;
+    uint32_t et = 0;
+    uint64_t n = 0;
     kiln_status st;
     if (depth >= GGUF_MAX_DEPTH)
         return kiln_fail(KILN_ERR_FORMAT, "%s: key '%s': arrays nested deeper than %d", c->path, key, GGUF_MAX_DEPTH);
@@ -166,7 +166,7 @@ static kiln_status read_tensor_infos(kiln_gguf *g, cursor *c) {
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         kiln_gguf_tensor *t = &g->tensors[i];
         kiln_gguf_str name;
-        uint32_t n_dims, type;
+        uint32_t n_dims = 0, type = 0;
         if ((st = rd_str(c, &name, "tensor name"))) return st;
         if (name.len == 0 || name.len > 4096 || memchr(name.ptr, 0, name.len))
             return kiln_fail(KILN_ERR_FORMAT, "%s: tensor %llu has an invalid name", c->path, (unsigned long long)i);
@@ -178,7 +178,7 @@ static kiln_status read_tensor_infos(kiln_gguf *g, cursor *c) {
         t->t.n_dims = (int)n_dims;
         for (int d = 0; d < KILN_MAX_DIMS; d++) t->t.ne[d] = 1;
         for (uint32_t d = 0; d < n_dims; d++) {
-            uint64_t ne;
+            uint64_t ne = 0;
             if ((st = rd_u64(c, &ne, "tensor dimension"))) return st;
             if (ne == 0 || ne > ((uint64_t)1 << 40))
                 return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s' has an absurd dimension %u: %llu", c->path,
@@ -268,7 +268,7 @@ static kiln_status parse(kiln_gguf *g) {
     for (uint64_t i = 0; i < g->n_kv; i++) {
         kiln_gguf_kv *kv = &g->kv[i];
         kiln_gguf_str key;
-        uint32_t type;
+        uint32_t type = 0;
         if ((st = rd_str(&c, &key, "metadata key"))) return st;
         if (key.len == 0 || key.len > 65535 || memchr(key.ptr, 0, key.len))
             return kiln_fail(KILN_ERR_FORMAT, "%s: metadata entry %llu has an invalid key", c.path, (unsigned long long)i);
