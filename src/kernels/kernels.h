@@ -1,0 +1,66 @@
+/*
+ * kernels.h — the numerical operations the models are built from.
+ *
+ * Every operation exists once in plain C (src/kernels/ref/) and may have SIMD
+ * variants (src/kernels/x86/, files *_avx2.c / *_avx512.c) chosen once at run time
+ * by cpuid (kiln_kernels_init). Callers only ever use the functions below.
+ *
+ * Determinism: kiln_matmul splits its output into fixed tasks; every output element
+ * is computed by one task, with one fixed summation order that does not depend on
+ * the number of threads. So 1 thread and N threads give bit-identical results.
+ */
+#ifndef KILN_KERNELS_H
+#define KILN_KERNELS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/threadpool.h"
+#include "tensor/tensor.h"
+
+/* Picks the fastest variants this CPU supports. Idempotent and thread-safe;
+ * called by every entry point that needs it. The environment variable
+ * KILN_ISA=ref|avx2|avx512 forces a level (for tests and benchmarks). */
+void kiln_kernels_init(void);
+/* Name of the chosen level: "ref", "avx2" or "avx512". */
+const char *kiln_kernels_isa(void);
+
+/* True if kiln_matmul accepts weights of type t (F32, F16, BF16, Q8_0, Q4_0). */
+bool kiln_matmul_supports(kiln_dtype t);
+
+/* y = x · wᵀ: w is a 2-D weight (ne[0] = k inputs, ne[1] = m outputs, rows
+ * contiguous), x is (n, k) f32 row-major, y is (n, m) f32 row-major. Work is split
+ * over pool (may be NULL). Returns KILN_ERR_UNSUPPORTED for a weight type it cannot
+ * multiply, KILN_ERR_NOMEM if scratch memory cannot be had. */
+kiln_status kiln_matmul(const kiln_tensor *w, const float *x, int64_t n, float *y, kiln_pool *pool);
+
+/* Converts n elements (n a multiple of the block size) of type t to f32.
+ * KILN_ERR_UNSUPPORTED for other types. */
+kiln_status kiln_dequantize_row(kiln_dtype t, const void *src, float *dst, int64_t n);
+/* Converts n f32 to type t (F32, F16, BF16, Q8_0, Q4_0), as llama.cpp's reference
+ * quantizers do. KILN_ERR_UNSUPPORTED for other types. */
+kiln_status kiln_quantize_row(kiln_dtype t, const float *src, void *dst, int64_t n);
+
+/* y = x / sqrt(mean(x²) + eps) * w over n elements (y may alias x). */
+void kiln_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
+
+/* Rotates, in place, the first n_rot dims of each of n_heads vectors of head_dim
+ * floats (x is (n_heads, head_dim)) for position pos. freq[i] (n_rot/2 entries) is
+ * the angle per position of pair i, scaling already applied.
+ * neox=false: pairs are (2i, 2i+1) (GGUF llama layout, llama2.c);
+ * neox=true:  pairs are (i, i + n_rot/2) (Hugging Face rotate_half layout, qwen2). */
+void kiln_rope(float *x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int64_t pos, const float *freq,
+               bool neox);
+
+/* x = softmax(x) over n elements, computed stably (max subtracted). */
+void kiln_softmax(float *x, int64_t n);
+/* out = silu(gate) * up over n elements (out may alias gate or up). */
+void kiln_swiglu(float *out, const float *gate, const float *up, int64_t n);
+/* y += x over n elements. */
+void kiln_add(float *y, const float *x, int64_t n);
+/* sum of a[i]*b[i]. */
+float kiln_dot(const float *a, const float *b, int64_t n);
+/* y += a * x over n elements. */
+void kiln_axpy(float *y, float a, const float *x, int64_t n);
+
+#endif
