@@ -110,6 +110,27 @@ kiln_status kiln_llm_generate(kiln_llm *llm, const char *prompt,
                               const kiln_sample_options *opt, kiln_text_fn fn,
                               void *user, kiln_gen_stats *stats);
 
+/* ---- tokenizers ---------------------------------------------------------------- */
+
+typedef struct kiln_tokenizer kiln_tokenizer;
+
+/* Loads the tokenizer of a model without its weights: from tokenizer_path if given
+ * (tokenizer.json, llama2.c tokenizer.bin, or any .gguf with tokenizer metadata),
+ * else from the model (a GGUF's metadata, a folder's tokenizer.json, the
+ * tokenizer.bin beside a llama2.c checkpoint). *out is owned by the caller. */
+kiln_status kiln_tokenizer_load(const char *model_path, const char *tokenizer_path, kiln_tokenizer **out);
+void kiln_tokenizer_free(kiln_tokenizer *t);
+/* Encodes text[0..len): add_special adds BOS (etc.) as the model wants; parse_special
+ * turns special-token text ("<|im_end|>") into its id. *ids is malloc'd. */
+kiln_status kiln_tokenizer_encode(const kiln_tokenizer *t, const char *text, size_t len, bool add_special,
+                                  bool parse_special, int32_t **ids, size_t *n);
+
+/* ---- model files ------------------------------------------------------------- */
+
+/* Describes a model file or folder (GGUF, safetensors, llama2.c): metadata, then the
+ * tensor table. On success *text is malloc'd (caller frees). */
+kiln_status kiln_model_describe(const char *path, char **text);
+
 #ifdef __cplusplus
 }
 #endif
