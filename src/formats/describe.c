@@ -92,7 +92,17 @@ static void pr_value(printer *p, const kiln_gguf_value *v) {
     case KILN_GGUF_INT8: case KILN_GGUF_INT16: case KILN_GGUF_INT32: case KILN_GGUF_INT64:
         pr(p, "%lld", (long long)v->i);
         break;
-    case KILN_GGUF_FLOAT32: case KILN_GGUF_FLOAT64: pr(p, "%.9g", v->f); break;
+    case KILN_GGUF_FLOAT32: case KILN_GGUF_FLOAT64: {
+        /* shortest text that reads back as the same value: 1e-05, not 9.99999975e-06 */
+        char s[40];
+        bool f32 = v->type == KILN_GGUF_FLOAT32;
+        for (int prec = f32 ? 6 : 15; prec <= (f32 ? 9 : 17); prec++) {
+            snprintf(s, sizeof s, "%.*g", prec, v->f);
+            if (f32 ? strtof(s, NULL) == (float)v->f : strtod(s, NULL) == v->f) break;
+        }
+        pr(p, "%s", s);
+        break;
+    }
     case KILN_GGUF_BOOL: pr(p, "%s", v->u ? "true" : "false"); break;
     case KILN_GGUF_STRING: pr_str(p, v->s.ptr, v->s.len); break;
     case KILN_GGUF_ARRAY: pr_array(p, v); break;
@@ -238,7 +248,8 @@ static kiln_status describe_llama2c(const char *path, printer *p) {
        c->n_heads, c->n_kv_heads, c->vocab_size, c->seq_len, c->shared_classifier ? "true" : "false");
     pr(p, "tensors (shape row-major (out, in); offset from the start of the file):\n");
     pr(p, "  %-48s %-5s %-22s %12s %12s\n", "name", "type", "shape", "offset", "bytes");
-    for (size_t i = 0; i < w->n; i++) pr_tensor(p, w->items[i].name, &w->items[i].t, true, kiln_llama2c_offset(m, i), -1);
+    for (size_t i = 0; i < w->n; i++)
+        pr_tensor(p, w->items[i].name, &w->items[i].t, true, kiln_llama2c_offset(m, i), -1);
     kiln_llama2c_close(m);
     return p->st;
 }
@@ -264,7 +275,8 @@ kiln_status kiln_describe_file(const char *path, kiln_buf *out) {
     uint64_t hlen = 0;
     if (n >= 8) memcpy(&hlen, head, 8);
     if (n >= 4 && memcmp(head, "GGUF", 4) == 0) return describe_gguf(path, &p);
-    if (n >= 9 && hlen >= 2 && hlen <= ((uint64_t)100 << 20) && head[8] == '{') return describe_safetensors(path, false, &p);
+    if (n >= 9 && hlen >= 2 && hlen <= ((uint64_t)100 << 20) && head[8] == '{')
+        return describe_safetensors(path, false, &p);
     if (ends_with(path, ".safetensors")) return describe_safetensors(path, false, &p);
     if (ends_with(path, ".gguf")) return describe_gguf(path, &p);
     if (n >= 4 && memcmp(head, "PK\003\004", 4) == 0)

@@ -155,7 +155,8 @@ static kiln_status put_scalar_arr(kiln_buf *b, kiln_gguf_type elem, const void *
     if (!es) return kiln_fail(KILN_ERR_INVALID_ARG, "GGUF writer: %s is not a scalar array element type",
                               kiln_gguf_type_name(elem));
     if (n > SIZE_MAX || !kiln_mul_ok((size_t)n, (size_t)es, &bytes))
-        return kiln_fail(KILN_ERR_INVALID_ARG, "GGUF writer: array of %llu elements is too large", (unsigned long long)n);
+        return kiln_fail(KILN_ERR_INVALID_ARG, "GGUF writer: array of %llu elements is too large",
+                         (unsigned long long)n);
     if (n && !data) return kiln_fail(KILN_ERR_INVALID_ARG, "GGUF writer: NULL array data");
     kiln_status st = put_u32(b, elem);
     if (!st) st = put_u64(b, n);

@@ -104,9 +104,11 @@ static bool config_ok(const kiln_llama2c_config *c, char *why, size_t n) {
     return true;
 }
 
-/* Fills c from the header at p (n bytes). Returns false with why on a bad header. */
-static bool read_header(const uint8_t *p, size_t n, kiln_llama2c_config *c, size_t *header_size, char *why,
-                        size_t why_n) {
+/* Fills c from the header at p (n bytes). On a bad header returns KILN_ERR_FORMAT
+ * (or KILN_ERR_UNSUPPORTED for a newer export version) with the reason in why; sets
+ * no error message, so format detection can call it. */
+static kiln_status read_header(const uint8_t *p, size_t n, kiln_llama2c_config *c, size_t *header_size, char *why,
+                               size_t why_n) {
     int32_t h[7];
     uint32_t magic = 0;
     memset(c, 0, sizeof *c);
@@ -115,17 +117,17 @@ static bool read_header(const uint8_t *p, size_t n, kiln_llama2c_config *c, size
         int32_t version;
         if (n < L2C_V1_HEADER) {
             snprintf(why, why_n, "truncated file: %zu bytes cannot hold the %d-byte header", n, L2C_V1_HEADER);
-            return false;
+            return KILN_ERR_FORMAT;
         }
         memcpy(&version, p + 4, 4);
         if (version != 1) {
             snprintf(why, why_n, "llama2.c export version %d is not supported (only versions 0 and 1 are)", version);
-            return false;
+            return KILN_ERR_UNSUPPORTED;
         }
         memcpy(h, p + 8, sizeof h);
         if (p[36] > 1) {
             snprintf(why, why_n, "shared-classifier flag is %u (must be 0 or 1)", p[36]);
-            return false;
+            return KILN_ERR_FORMAT;
         }
         c->shared_classifier = p[36] == 1;
         c->version = 1;
@@ -133,7 +135,7 @@ static bool read_header(const uint8_t *p, size_t n, kiln_llama2c_config *c, size
     } else {
         if (n < L2C_V0_HEADER) {
             snprintf(why, why_n, "truncated file: %zu bytes cannot hold the %d-byte header", n, L2C_V0_HEADER);
-            return false;
+            return KILN_ERR_FORMAT;
         }
         memcpy(h, p, sizeof h);
         /* run.c: a negative vocab_size means the classifier is stored separately. */
@@ -149,7 +151,7 @@ static bool read_header(const uint8_t *p, size_t n, kiln_llama2c_config *c, size
     c->n_kv_heads = h[4];
     c->vocab_size = h[5];
     c->seq_len = h[6];
-    return config_ok(c, why, why_n);
+    return config_ok(c, why, why_n) ? KILN_OK : KILN_ERR_FORMAT;
 }
 
 bool kiln_llama2c_sniff(const void *head, size_t n) {
@@ -159,7 +161,7 @@ bool kiln_llama2c_sniff(const void *head, size_t n) {
     uint32_t magic = 0;
     if (n >= 4) memcpy(&magic, head, 4);
     if (magic == L2C_MAGIC) return true;
-    return read_header(head, n, &c, &hs, why, sizeof why);
+    return read_header(head, n, &c, &hs, why, sizeof why) == KILN_OK;
 }
 
 /* Bytes of one segment (all layers), overflow-checked. */
@@ -185,8 +187,8 @@ static kiln_status parse(kiln_llama2c *m) {
     const char *path = m->map.path;
     char why[200];
     size_t header;
-    if (!read_header(m->map.data, m->map.size, &m->cfg, &header, why, sizeof why))
-        return kiln_fail(KILN_ERR_FORMAT, "%s: not a valid llama2.c checkpoint: %s", path, why);
+    kiln_status st = read_header(m->map.data, m->map.size, &m->cfg, &header, why, sizeof why);
+    if (st) return kiln_fail(st, "%s: not a valid llama2.c checkpoint: %s", path, why);
     const kiln_llama2c_config *c = &m->cfg;
     const segment *order = c->version == 1 ? g_order_v1 : g_order_v0;
 

@@ -116,7 +116,8 @@ static kiln_status parse_tensor(kiln_safetensors *st, size_t fi, const cJSON *e,
                                 uint64_t data_size, uint64_t data_start) {
     const char *path = st->files[fi].path, *name = e->string;
     if (!name || !*name) return kiln_fail(KILN_ERR_FORMAT, "%s: a tensor has an empty name", path);
-    if (!cJSON_IsObject(e)) return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s': entry is not a JSON object", path, name);
+    if (!cJSON_IsObject(e))
+        return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s': entry is not a JSON object", path, name);
     const cJSON *jd = cJSON_GetObjectItemCaseSensitive(e, "dtype");
     const cJSON *js = cJSON_GetObjectItemCaseSensitive(e, "shape");
     const cJSON *jo = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
