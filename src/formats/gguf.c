@@ -165,7 +165,7 @@ static kiln_status read_tensor_infos(kiln_gguf *g, cursor *c) {
     kiln_status st;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         kiln_gguf_tensor *t = &g->tensors[i];
-        kiln_gguf_str name;
+        kiln_gguf_str name = {0};
         uint32_t n_dims = 0, type = 0;
         if ((st = rd_str(c, &name, "tensor name"))) return st;
         if (name.len == 0 || name.len > 4096 || memchr(name.ptr, 0, name.len))
@@ -197,12 +197,29 @@ static kiln_status read_tensor_infos(kiln_gguf *g, cursor *c) {
         if (t->offset % g->alignment != 0)
             return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s' offset %llu is not aligned to %u", c->path, t->name,
                              (unsigned long long)t->offset, g->alignment);
-        for (uint64_t j = 0; j < i; j++) {
-            if (strcmp(g->tensors[j].name, t->name) == 0)
-                return kiln_fail(KILN_ERR_FORMAT, "%s: duplicate tensor name '%s'", c->path, t->name);
-        }
     }
     return KILN_OK;
+}
+
+static int cmp_cstr(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+/* Rejects a repeated name among n strings found at base + i*stride. Sorting keeps this
+ * O(n log n): a file may hold millions of entries. */
+static kiln_status check_unique(const char *path, const void *base, size_t stride, uint64_t n, const char *what) {
+    if (n < 2) return KILN_OK;
+    const char **names = kiln_malloc_array((size_t)n, sizeof *names);
+    if (!names) return kiln_fail(KILN_ERR_NOMEM, "%s: out of memory", path);
+    for (uint64_t i = 0; i < n; i++) memcpy(&names[i], (const char *)base + i * stride, sizeof *names);
+    qsort(names, (size_t)n, sizeof *names, cmp_cstr);
+    kiln_status st = KILN_OK;
+    for (uint64_t i = 1; i < n; i++) {
+        if (strcmp(names[i - 1], names[i]) == 0) {
+            st = kiln_fail(KILN_ERR_FORMAT, "%s: duplicate %s '%s'", path, what, names[i]);
+            break;
+        }
+    }
+    free(names);
+    return st;
 }
 
 /* Places the data section and checks every tensor lies inside it, without overlap. */
@@ -267,16 +284,12 @@ static kiln_status parse(kiln_gguf *g) {
     g->alignment = GGUF_DEFAULT_ALIGNMENT;
     for (uint64_t i = 0; i < g->n_kv; i++) {
         kiln_gguf_kv *kv = &g->kv[i];
-        kiln_gguf_str key;
+        kiln_gguf_str key = {0};
         uint32_t type = 0;
         if ((st = rd_str(&c, &key, "metadata key"))) return st;
         if (key.len == 0 || key.len > 65535 || memchr(key.ptr, 0, key.len))
             return kiln_fail(KILN_ERR_FORMAT, "%s: metadata entry %llu has an invalid key", c.path, (unsigned long long)i);
         if (!(kv->key = kiln_gguf_str_dup(key))) return kiln_fail(KILN_ERR_NOMEM, "%s: out of memory", c.path);
-        for (uint64_t j = 0; j < i; j++) {
-            if (strcmp(g->kv[j].key, kv->key) == 0)
-                return kiln_fail(KILN_ERR_FORMAT, "%s: duplicate metadata key '%s'", c.path, kv->key);
-        }
         if ((st = rd_u32(&c, &type, "metadata type"))) return st;
         if (type >= KILN_GGUF_TYPE_COUNT)
             return kiln_fail(KILN_ERR_FORMAT, "%s: key '%s' has unknown type %u", c.path, kv->key, type);
@@ -288,7 +301,9 @@ static kiln_status parse(kiln_gguf *g) {
             g->alignment = (uint32_t)kv->value.u;
         }
     }
+    if ((st = check_unique(c.path, &g->kv[0].key, sizeof *g->kv, g->n_kv, "metadata key"))) return st;
     if ((st = read_tensor_infos(g, &c))) return st;
+    if ((st = check_unique(c.path, &g->tensors[0].name, sizeof *g->tensors, g->n_tensors, "tensor name"))) return st;
     return check_extents(g, c.pos);
 }
 
