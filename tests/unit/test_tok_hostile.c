@@ -11,6 +11,7 @@
  * valid UTF-8. Speed: 100 KB texts (prose, one 100 KB "word", digits, whitespace,
  * CJK) must each encode in well under a second.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -368,6 +369,46 @@ static void speed_one(const kiln_tokenizer *t, const char *name) {
     free(s);
 }
 
+/* ---- one tokenizer, several threads ----------------------------------------------- */
+
+typedef struct {
+    const kiln_tokenizer *t;
+    const char *text;
+    size_t len;
+    int32_t *ids;
+    size_t n;
+    kiln_status st;
+} job;
+
+static void *encode_job(void *arg) {
+    job *j = arg;
+    for (int rep = 0; rep < 20 && j->st == KILN_OK; rep++) {
+        free(j->ids);
+        j->ids = NULL;
+        j->st = kiln_tokenizer_encode(j->t, j->text, j->len, true, true, &j->ids, &j->n);
+    }
+    return NULL;
+}
+
+/* A tokenizer is immutable after loading: concurrent encodes give the same ids. */
+static void threads_one(const kiln_tokenizer *t, const char *name) {
+    const char *text = "Once upon a time, 1234 \xe4\xbd\xa0\xe5\xa5\xbd <|endoftext|> it's \xf0\x9f\xa6\x99!\n\n  x";
+    enum { NT = 4 };
+    pthread_t th[NT];
+    job jobs[NT];
+    for (int i = 0; i < NT; i++) {
+        jobs[i] = (job){t, text, strlen(text), NULL, 0, KILN_OK};
+        pthread_create(&th[i], NULL, encode_job, &jobs[i]);
+    }
+    for (int i = 0; i < NT; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < NT; i++) {
+        CHECK_MSG(jobs[i].st == KILN_OK, "%s: thread %d failed", name, i);
+        CHECK_MSG(jobs[i].n == jobs[0].n && memcmp(jobs[i].ids, jobs[0].ids, jobs[0].n * sizeof(int32_t)) == 0,
+                  "%s: thread %d got other ids", name, i);
+    }
+    for (int i = 0; i < NT; i++) free(jobs[i].ids);
+}
+
 int main(void) {
     printf("broken GGUF files:\n");
     gguf_cases();
@@ -398,6 +439,7 @@ int main(void) {
         CHECK(kiln_tokenizer_encode(t, NULL, 5, false, false, &ids, &n) == KILN_ERR_INVALID_ARG);
         fuzz_one(t, names[i], &r);
         speed_one(t, names[i]);
+        threads_one(t, names[i]);
         kiln_tokenizer_free(t);
     }
     char path[1024];
