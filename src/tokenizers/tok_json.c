@@ -115,6 +115,12 @@ static kiln_status load_vocab(jctx *c, const cJSON *model, const cJSON *added) {
         if (id > max_id) max_id = id;
     }
     if (max_id < 0) return kiln_fail(KILN_ERR_FORMAT, "%s: empty vocabulary", c->path);
+    /* a few unassigned ids are fine; a tiny file claiming id 16 million is not
+     * worth hundreds of megabytes of empty slots */
+    size_t entries = (size_t)cJSON_GetArraySize(vocab) + (size_t)cJSON_GetArraySize(added);
+    if ((size_t)max_id >= 2 * entries + 1024)
+        return kiln_fail(KILN_ERR_FORMAT, "%s: token id %lld for only %zu tokens", c->path, (long long)max_id,
+                         entries);
     size_t n = (size_t)max_id + 1;
     const char **texts = kiln_calloc_array(n, sizeof *texts);
     size_t *lens = kiln_calloc_array(n, sizeof *lens);

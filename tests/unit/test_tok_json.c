@@ -477,6 +477,8 @@ static void run_errors(void) {
                  "merge whose result is not a token");
     expect_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":-3},\"merges\":[]}}", KILN_ERR_FORMAT, "negative id");
     expect_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":1e12},\"merges\":[]}}", KILN_ERR_FORMAT, "huge id");
+    expect_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":16000000},\"merges\":[]}}", KILN_ERR_FORMAT,
+                 "sparse ids");
     expect_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[7]}}", KILN_ERR_FORMAT, "bad merge");
     expect_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"pre_tokenizer\":"
                  "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(unclosed\"},\"behavior\":\"Isolated\"}}",
