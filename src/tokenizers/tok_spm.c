@@ -140,6 +140,7 @@ static kiln_status l2c_try(const kiln_tokenizer *t, const sym *v, int32_t l, int
 }
 
 kiln_status tok_llama2c_encode(const kiln_tokenizer *t, const char *text, size_t len, tok_ids *out) {
+    if (len == 0) return KILN_OK; /* run.c: no dummy prefix for empty text */
     /* at most one symbol per byte, plus the dummy prefix */
     sym *v = kiln_malloc_array(len + 1, sizeof *v);
     char *scratch = malloc(t->max_token_len * 2 + 1);
