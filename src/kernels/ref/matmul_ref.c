@@ -13,9 +13,15 @@
 
 #include "kernels/kernels_impl.h"
 
-static float dot_f32(int64_t k, const float *w, const float *x) {
+/* Weights are read with memcpy: a mapped file only promises the alignment its
+ * header declares, which may be less than a float's. */
+static float dot_f32(int64_t k, const uint8_t *w, const float *x) {
     float sum = 0.0f;
-    for (int64_t j = 0; j < k; j++) sum += w[j] * x[j];
+    for (int64_t j = 0; j < k; j++) {
+        float v;
+        memcpy(&v, w + 4 * j, 4);
+        sum += v * x[j];
+    }
     return sum;
 }
 
@@ -79,7 +85,7 @@ static float dot_q4_0(int64_t k, const uint8_t *w, const int8_t *xq, const float
 
 static void mm_f32(int64_t k, const void *w, size_t w_stride, int nr, const kiln_act *x, int64_t i0, int nc,
                    float *y, size_t ldy) {
-    TILE_LOOP(dot_f32(k, (const float *)(const void *)wr, x->f + (size_t)i * x->f_stride))
+    TILE_LOOP(dot_f32(k, wr, x->f + (size_t)i * x->f_stride))
 }
 
 static void mm_f16(int64_t k, const void *w, size_t w_stride, int nr, const kiln_act *x, int64_t i0, int nc,
