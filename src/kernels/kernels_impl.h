@@ -1,0 +1,106 @@
+/*
+ * kernels_impl.h — what the kernel variants (ref/, x86/) share with the dispatcher
+ * and the matmul driver. Not part of the kernel API: only src/kernels/ and the op
+ * tests (which compare every variant with the reference) include it.
+ *
+ * A variant is a table of function pointers (kiln_kernel_table). The reference
+ * table fills every entry; a SIMD variant overlays the entries it speeds up, so a
+ * level can leave an op to the level below it.
+ *
+ * Matmul is split into a driver (matmul.c: argument checks, activation
+ * quantization, tiling, threads) and per-type micro kernels that compute a tile of
+ * at most KILN_MR weight rows x KILN_MC input rows. Contract of every micro kernel:
+ * the value of an output element depends only on its weight row and its input row,
+ * never on the tile shape (nr, nc) or its position in the tile. That is what makes
+ * results independent of chunking and of the thread count, and makes a batch of n
+ * inputs give the same bits as n single-input calls.
+ */
+#ifndef KILN_KERNELS_IMPL_H
+#define KILN_KERNELS_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels.h"
+
+/* Largest micro-kernel tile: weight rows x input rows. */
+#define KILN_MR 4
+#define KILN_MC 4
+
+typedef enum { KILN_ISA_REF = 0, KILN_ISA_AVX2 = 1, KILN_ISA_AVX512 = 2, KILN_ISA_COUNT = 3 } kiln_isa;
+
+/*
+ * The activations (x) a micro kernel reads, all rows of one matmul call.
+ * Float weight types read f (n rows of k floats, f_stride floats apart).
+ * Q8_0/Q4_0 weights read the Q8_0 copy of x that the driver makes once per call:
+ * the same numbers as llama.cpp's block_q8_0 (32 int8 and one fp16 scale per block)
+ * but split into two arrays so that SIMD code can load 64 consecutive quants:
+ *   qs: row i at qs + i*qs_stride, k int8 (qs_stride a multiple of 64, 64-byte aligned)
+ *   d:  row i at d + i*d_stride, k/32 floats, each the exact value of the fp16 scale.
+ */
+typedef struct {
+    const float *f;
+    size_t f_stride;
+    const int8_t *qs;
+    size_t qs_stride;
+    const float *d;
+    size_t d_stride;
+} kiln_act;
+
+/*
+ * Micro kernel: for r in [0, nr) and c in [0, nc) (1 <= nr <= KILN_MR,
+ * 1 <= nc <= KILN_MC) stores y[c*ldy + r] = dot(weight row r, input row i0 + c)
+ * over k elements. Weight row r starts at w + r*w_stride bytes.
+ */
+typedef void (*kiln_mm_fn)(int64_t k, const void *w, size_t w_stride, int nr, const kiln_act *x,
+                           int64_t i0, int nc, float *y, size_t ldy);
+
+/* Quantizes k floats (k a multiple of 32) to the split Q8_0 layout above,
+ * bit-exact with llama.cpp's quantize_row_q8_0_ref. */
+typedef void (*kiln_quant_act_fn)(const float *x, int8_t *qs, float *d, int64_t k);
+
+typedef struct {
+    const char *name;
+    kiln_mm_fn mm_f32, mm_f16, mm_bf16, mm_q8_0, mm_q4_0;
+    kiln_quant_act_fn quant_act;
+    float (*dot)(const float *a, const float *b, int64_t n);
+    void (*axpy)(float *y, float a, const float *x, int64_t n);
+    void (*add)(float *y, const float *x, int64_t n);
+    void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
+    void (*softmax)(float *x, int64_t n);
+    void (*swiglu)(float *out, const float *gate, const float *up, int64_t n);
+} kiln_kernel_table;
+
+/* Fill a table: the reference sets every entry, the others overlay theirs. */
+void kiln_kernels_fill_ref(kiln_kernel_table *t);
+void kiln_kernels_fill_avx2(kiln_kernel_table *t);
+void kiln_kernels_fill_avx512(kiln_kernel_table *t);
+/* The element-wise halves of the SIMD fills (x86/ops_*.c). */
+void kiln_avx2_fill_ops(kiln_kernel_table *t);
+void kiln_avx512_fill_ops(kiln_kernel_table *t);
+
+/* The table of a level, or NULL if this CPU cannot run it (for tests: they run
+ * every available level against the reference). Does not depend on KILN_ISA. */
+const kiln_kernel_table *kiln_kernels_table(kiln_isa level);
+/* The table chosen by kiln_kernels_init. */
+const kiln_kernel_table *kiln_kernels_current(void);
+
+/* kiln_matmul with an explicit table (tests compare the variants through it). */
+kiln_status kiln_matmul_with(const kiln_kernel_table *t, const kiln_tensor *w, const float *x,
+                             int64_t n, float *y, kiln_pool *pool);
+
+/* Reference Q8_0 quantization of one block of 32 floats (llama.cpp's
+ * quantize_row_q8_0_ref): returns the fp16 scale and writes 32 quants. */
+uint16_t kiln_ref_quant_block_q8_0(const float *x, int8_t *q);
+/* The reference kiln_quant_act_fn (the other variants must match it bit for bit). */
+void kiln_ref_quant_act(const float *x, int8_t *qs, float *d, int64_t k);
+
+/* Reference ops (ref/ops_ref.c); SIMD variants fall back to them for short tails. */
+float kiln_ref_dot(const float *a, const float *b, int64_t n);
+void kiln_ref_axpy(float *y, float a, const float *x, int64_t n);
+void kiln_ref_add(float *y, const float *x, int64_t n);
+void kiln_ref_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
+void kiln_ref_softmax(float *x, int64_t n);
+void kiln_ref_swiglu(float *out, const float *gate, const float *up, int64_t n);
+
+#endif

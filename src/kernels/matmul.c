@@ -1,0 +1,156 @@
+/*
+ * matmul.c — the kiln_matmul driver: y (n, m) = x (n, k) · wᵀ, w (m, k) of type
+ * F32, F16, BF16, Q8_0 or Q4_0.
+ *
+ * Steps:
+ *  1. Check the weight view (2-D, rows of whole blocks, element stride = type size).
+ *  2. For Q8_0/Q4_0 weights, quantize every row of x once to Q8_0 (the variant's
+ *     quant_act, bit-exact with llama.cpp's quantize_row_q8_0_ref) into one scratch
+ *     block of about 1.13·n·k bytes, freed before returning. Float weight types
+ *     read x as it is and need no scratch.
+ *  3. Split the m outputs into fixed chunks of rows; one task per chunk, run with
+ *     kiln_pool_for. A task walks its inputs KILN_MC at a time and, for each group,
+ *     its rows KILN_MR at a time, calling the variant's micro kernel. So a chunk's
+ *     weights (sized to stay in L2) are fetched from memory once and then reused
+ *     from cache for every input, and with n = 1 the weights stream through
+ *     KILN_MR rows at a time.
+ *
+ * Determinism: each output element is produced by exactly one micro-kernel call,
+ * whose summation order depends only on k (kernels_impl.h), never on the chunk,
+ * the tile or the thread that runs it. Chunk sizes depend on (m, k, n, type)
+ * only. So any thread count gives bit-identical results, and row i of a batch
+ * equals a call with that single row.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/status.h"
+#include "kernels/kernels_impl.h"
+
+bool kiln_matmul_supports(kiln_dtype t) {
+    return t == KILN_F32 || t == KILN_F16 || t == KILN_BF16 || t == KILN_Q8_0 || t == KILN_Q4_0;
+}
+
+static kiln_mm_fn kernel_for(const kiln_kernel_table *t, kiln_dtype type) {
+    switch (type) {
+    case KILN_F32: return t->mm_f32;
+    case KILN_F16: return t->mm_f16;
+    case KILN_BF16: return t->mm_bf16;
+    case KILN_Q8_0: return t->mm_q8_0;
+    case KILN_Q4_0: return t->mm_q4_0;
+    default: return NULL;
+    }
+}
+
+typedef struct {
+    kiln_mm_fn mm;
+    const uint8_t *w;
+    size_t w_stride;
+    int64_t k, m, n;
+    int64_t rows_per_task;
+    kiln_act act;
+    float *y;
+    /* activation quantization */
+    kiln_quant_act_fn quant;
+    const float *x;
+    int8_t *qs;
+    float *d;
+} mm_job;
+
+static void quant_task(void *ctx, int64_t i) {
+    mm_job *j = ctx;
+    j->quant(j->x + (size_t)i * (size_t)j->k, j->qs + (size_t)i * j->act.qs_stride, j->d + (size_t)i * j->act.d_stride,
+             j->k);
+}
+
+static void mm_task(void *ctx, int64_t t) {
+    const mm_job *j = ctx;
+    const int64_t r0 = t * j->rows_per_task;
+    const int64_t r1 = r0 + j->rows_per_task < j->m ? r0 + j->rows_per_task : j->m;
+    for (int64_t c = 0; c < j->n; c += KILN_MC) {
+        const int nc = (int)(j->n - c < KILN_MC ? j->n - c : KILN_MC);
+        for (int64_t r = r0; r < r1; r += KILN_MR) {
+            const int nr = (int)(r1 - r < KILN_MR ? r1 - r : KILN_MR);
+            j->mm(j->k, j->w + (size_t)r * j->w_stride, j->w_stride, nr, &j->act, c, nc,
+                  j->y + (size_t)c * (size_t)j->m + (size_t)r, (size_t)j->m);
+        }
+    }
+}
+
+/* Rows per task: with one input the work is a weight stream, so small chunks
+ * (good load balance); with several, as many rows as keep ~128 KiB of weights in
+ * L2, and never so many that fewer than 8 tasks remain for the threads. Always a
+ * multiple of KILN_MR, and a function of the shapes only (determinism above). */
+static int64_t rows_per_task(int64_t m, int64_t n, size_t row_bytes) {
+    int64_t r;
+    if (n == 1) {
+        r = 16;
+    } else {
+        r = row_bytes ? (int64_t)((128 * 1024) / row_bytes) : 256;
+        if (r > 256) r = 256;
+    }
+    int64_t cap = (m + 7) / 8;
+    if (r > cap) r = cap;
+    r = (r + KILN_MR - 1) / KILN_MR * KILN_MR;
+    return r < KILN_MR ? KILN_MR : r;
+}
+
+kiln_status kiln_matmul_with(const kiln_kernel_table *t, const kiln_tensor *w, const float *x, int64_t n, float *y,
+                             kiln_pool *pool) {
+    if (!t || !w) return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: no kernel table or weight");
+    kiln_mm_fn mm = kernel_for(t, w->type);
+    if (!mm) return kiln_fail(KILN_ERR_UNSUPPORTED, "matmul: weight type %s is not supported", kiln_dtype_name(w->type));
+    const int64_t k = w->ne[0], m = w->ne[1];
+    if (n < 0 || k < 0 || m < 0 || w->ne[2] != 1 || w->ne[3] != 1)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: bad shapes (k %lld, m %lld, n %lld; weight must be 2-D)",
+                         (long long)k, (long long)m, (long long)n);
+    size_t row_bytes;
+    if (!kiln_dtype_row_bytes(w->type, k, &row_bytes))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: %lld inputs is not a whole number of %s blocks", (long long)k,
+                         kiln_dtype_name(w->type));
+    if (w->nb[0] != (size_t)kiln_dtype_get(w->type)->type_size || w->nb[1] < row_bytes)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: weight rows are not contiguous");
+    if (n == 0 || m == 0) return KILN_OK;
+    if (!x || !y || !w->data) return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: NULL data");
+    if (k == 0) { /* empty sums */
+        size_t ny;
+        if (!kiln_mul_ok((size_t)n, (size_t)m, &ny) || !kiln_mul_ok(ny, sizeof(float), &ny))
+            return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: output too large");
+        memset(y, 0, ny);
+        return KILN_OK;
+    }
+
+    mm_job j = {.mm = mm, .w = w->data, .w_stride = w->nb[1], .k = k, .m = m, .n = n, .y = y, .x = x};
+    j.rows_per_task = rows_per_task(m, n, row_bytes);
+    j.act.f = x;
+    j.act.f_stride = (size_t)k;
+
+    void *scratch = NULL;
+    if (w->type == KILN_Q8_0 || w->type == KILN_Q4_0) {
+        /* (n, k) int8 quants, rows padded to 64 bytes, then (n, k/32) float scales. */
+        const size_t qs_stride = ((size_t)k + 63) & ~(size_t)63;
+        const size_t nblk = (size_t)k / KILN_QK8_0;
+        size_t qs_bytes, d_bytes, total;
+        if (!kiln_mul_ok((size_t)n, qs_stride, &qs_bytes) || !kiln_mul_ok((size_t)n, nblk, &d_bytes) ||
+            !kiln_mul_ok(d_bytes, sizeof(float), &d_bytes) || !kiln_add_ok(qs_bytes, d_bytes, &total))
+            return kiln_fail(KILN_ERR_NOMEM, "matmul: activation scratch size overflows (n %lld, k %lld)",
+                             (long long)n, (long long)k);
+        scratch = kiln_aligned_alloc(64, total);
+        if (!scratch)
+            return kiln_fail(KILN_ERR_NOMEM, "matmul: cannot allocate %zu bytes of activation scratch", total);
+        j.qs = scratch;
+        j.d = (float *)(void *)((uint8_t *)scratch + qs_bytes); /* qs_bytes is a multiple of 64 */
+        j.quant = t->quant_act;
+        j.act.qs = j.qs;
+        j.act.qs_stride = qs_stride;
+        j.act.d = j.d;
+        j.act.d_stride = nblk;
+        kiln_pool_for(n > 1 ? pool : NULL, n, quant_task, &j);
+    }
+
+    const int64_t n_tasks = (m + j.rows_per_task - 1) / j.rows_per_task;
+    kiln_pool_for(pool, n_tasks, mm_task, &j);
+    free(scratch);
+    return KILN_OK;
+}

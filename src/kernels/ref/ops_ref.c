@@ -1,0 +1,77 @@
+/*
+ * ops_ref.c — reference element-wise and reduction ops: dot, axpy, add, rmsnorm,
+ * softmax, swiglu, and rope (which has no SIMD variant: it touches each value once
+ * and its cost is in cosf/sinf, computed once per pair for all heads).
+ *
+ * Reductions whose result scales a whole vector (rmsnorm's mean square, softmax's
+ * sum) accumulate in double, as llama.cpp does, so the reference is accurate
+ * enough to judge the SIMD variants by.
+ */
+#include <math.h>
+
+#include "kernels/kernels_impl.h"
+
+float kiln_ref_dot(const float *a, const float *b, int64_t n) {
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+void kiln_ref_axpy(float *y, float a, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+void kiln_ref_add(float *y, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+void kiln_ref_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) {
+    if (n <= 0) return;
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * (double)x[i];
+    const float scale = 1.0f / sqrtf((float)(ss / (double)n) + eps);
+    for (int64_t i = 0; i < n; i++) y[i] = (x[i] * scale) * w[i];
+}
+
+void kiln_ref_softmax(float *x, int64_t n) {
+    if (n <= 0) return;
+    float max = x[0];
+    for (int64_t i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
+    if (max == -INFINITY) { /* every entry masked out: no distribution; give zeros, not NaN */
+        for (int64_t i = 0; i < n; i++) x[i] = 0.0f;
+        return;
+    }
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+void kiln_ref_swiglu(float *out, const float *gate, const float *up, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+void kiln_rope(float *x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int64_t pos, const float *freq,
+               bool neox) {
+    if (n_rot > head_dim) n_rot = head_dim;
+    const int64_t half = n_rot / 2;
+    for (int64_t i = 0; i < half; i++) {
+        const float theta = (float)pos * freq[i];
+        const float c = cosf(theta), s = sinf(theta);
+        /* element offsets of pair i inside a head */
+        const int64_t a = neox ? i : 2 * i;
+        const int64_t b = neox ? i + half : 2 * i + 1;
+        for (int64_t h = 0; h < n_heads; h++) {
+            float *v = x + h * head_dim;
+            const float x0 = v[a], x1 = v[b];
+            v[a] = x0 * c - x1 * s;
+            v[b] = x0 * s + x1 * c;
+        }
+    }
+}

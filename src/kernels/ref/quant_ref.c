@@ -1,0 +1,172 @@
+/*
+ * quant_ref.c — row conversions between f32 and the stored types (F16, BF16, Q8_0,
+ * Q4_0), and the reference quantization of matmul activations.
+ *
+ * The quantizers follow llama.cpp's reference ones (quantize_row_q8_0_ref,
+ * quantize_row_q4_0_ref) operation for operation, so a row quantized here has the
+ * same bytes as one written by llama.cpp's tools. The only departure is for inputs
+ * that are not finite (NaN, inf), where the C conversion in llama.cpp is undefined
+ * behaviour; here such values give defined, clamped quants.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "base/status.h"
+#include "kernels/kernels_impl.h"
+
+/* round(v) clamped to int8, NaN -> 0 (roundf rounds halves away from zero, as ggml). */
+static int8_t to_q8(float v) {
+    if (!(v == v)) return 0;
+    float r = roundf(v);
+    if (r > 127.0f) return 127;
+    if (r < -128.0f) return -128;
+    return (int8_t)r;
+}
+
+/* ggml's MIN(15, (int8_t)(v)) for v = x/d + 8.5: truncation toward zero, which for
+ * finite input lies in [0, 16]; clamped to [0, 15] so other input stays defined. */
+static uint8_t to_q4(float v) {
+    if (!(v > 0.0f)) return 0;
+    if (v >= 15.0f) return 15;
+    return (uint8_t)(int)v;
+}
+
+uint16_t kiln_ref_quant_block_q8_0(const float *x, int8_t *q) {
+    float amax = 0.0f;
+    for (int j = 0; j < KILN_QK8_0; j++) {
+        float a = fabsf(x[j]);
+        amax = amax > a ? amax : a; /* ggml's MAX(amax, fabsf(v)) */
+    }
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int j = 0; j < KILN_QK8_0; j++) q[j] = to_q8(x[j] * id);
+    return kiln_f32_to_fp16(d);
+}
+
+static void quantize_q8_0(const float *x, kiln_block_q8_0 *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        kiln_block_q8_0 b;
+        b.d = kiln_ref_quant_block_q8_0(x + i * KILN_QK8_0, b.qs);
+        memcpy(&y[i], &b, sizeof b);
+    }
+}
+
+static void quantize_q4_0(const float *x, kiln_block_q4_0 *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        const float *v = x + i * KILN_QK4_0;
+        /* The value of largest magnitude, with its sign (the first one on ties). */
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < KILN_QK4_0; j++) {
+            if (amax < fabsf(v[j])) {
+                amax = fabsf(v[j]);
+                max = v[j];
+            }
+        }
+        const float d = max / -8.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        kiln_block_q4_0 b;
+        b.d = kiln_f32_to_fp16(d);
+        for (int j = 0; j < KILN_QK4_0 / 2; j++) {
+            uint8_t lo = to_q4(v[j] * id + 8.5f);
+            uint8_t hi = to_q4(v[j + KILN_QK4_0 / 2] * id + 8.5f);
+            b.qs[j] = (uint8_t)(lo | (hi << 4));
+        }
+        memcpy(&y[i], &b, sizeof b);
+    }
+}
+
+static void dequantize_q8_0(const kiln_block_q8_0 *x, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        kiln_block_q8_0 b;
+        memcpy(&b, &x[i], sizeof b); /* weights may sit at any byte offset in a file */
+        const float d = kiln_fp16_to_f32(b.d);
+        for (int j = 0; j < KILN_QK8_0; j++) y[i * KILN_QK8_0 + j] = (float)b.qs[j] * d;
+    }
+}
+
+static void dequantize_q4_0(const kiln_block_q4_0 *x, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        kiln_block_q4_0 b;
+        memcpy(&b, &x[i], sizeof b);
+        const float d = kiln_fp16_to_f32(b.d);
+        float *o = y + i * KILN_QK4_0;
+        for (int j = 0; j < KILN_QK4_0 / 2; j++) {
+            o[j] = (float)((b.qs[j] & 0x0f) - 8) * d;
+            o[j + KILN_QK4_0 / 2] = (float)((b.qs[j] >> 4) - 8) * d;
+        }
+    }
+}
+
+/* Checks t is convertible and n a non-negative multiple of its block size. */
+static kiln_status check_row(kiln_dtype t, int64_t n, const char *what) {
+    if (t != KILN_F32 && t != KILN_F16 && t != KILN_BF16 && t != KILN_Q8_0 && t != KILN_Q4_0)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: type %s is not supported", what, kiln_dtype_name(t));
+    int bs = kiln_dtype_get(t)->block_size;
+    if (n < 0 || n % bs != 0)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: %lld elements is not a multiple of the %s block size %d",
+                         what, (long long)n, kiln_dtype_name(t), bs);
+    return KILN_OK;
+}
+
+kiln_status kiln_dequantize_row(kiln_dtype t, const void *src, float *dst, int64_t n) {
+    kiln_status st = check_row(t, n, "dequantize");
+    if (st != KILN_OK) return st;
+    const uint8_t *s = src;
+    switch (t) {
+    case KILN_F32:
+        if (n) memmove(dst, src, (size_t)n * sizeof(float));
+        break;
+    case KILN_F16:
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, s + 2 * i, 2);
+            dst[i] = kiln_fp16_to_f32(h);
+        }
+        break;
+    case KILN_BF16:
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, s + 2 * i, 2);
+            dst[i] = kiln_bf16_to_f32(h);
+        }
+        break;
+    case KILN_Q8_0: dequantize_q8_0(src, dst, n / KILN_QK8_0); break;
+    case KILN_Q4_0: dequantize_q4_0(src, dst, n / KILN_QK4_0); break;
+    default: break; /* excluded by check_row */
+    }
+    return KILN_OK;
+}
+
+kiln_status kiln_quantize_row(kiln_dtype t, const float *src, void *dst, int64_t n) {
+    kiln_status st = check_row(t, n, "quantize");
+    if (st != KILN_OK) return st;
+    uint8_t *d = dst;
+    switch (t) {
+    case KILN_F32:
+        if (n) memmove(dst, src, (size_t)n * sizeof(float));
+        break;
+    case KILN_F16:
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h = kiln_f32_to_fp16(src[i]);
+            memcpy(d + 2 * i, &h, 2);
+        }
+        break;
+    case KILN_BF16:
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h = kiln_f32_to_bf16(src[i]);
+            memcpy(d + 2 * i, &h, 2);
+        }
+        break;
+    case KILN_Q8_0: quantize_q8_0(src, dst, n / KILN_QK8_0); break;
+    case KILN_Q4_0: quantize_q4_0(src, dst, n / KILN_QK4_0); break;
+    default: break;
+    }
+    return KILN_OK;
+}
+
+/* Reference activation quantization (kiln_quant_act_fn): the same numbers as
+ * quantize_q8_0, in the split layout the matmul kernels read. */
+void kiln_ref_quant_act(const float *x, int8_t *qs, float *d, int64_t k) {
+    for (int64_t b = 0; b < k / KILN_QK8_0; b++)
+        d[b] = kiln_fp16_to_f32(kiln_ref_quant_block_q8_0(x + b * KILN_QK8_0, qs + b * KILN_QK8_0));
+}

@@ -1,0 +1,236 @@
+/*
+ * matmul_avx512.c — AVX-512 (F, BW, VL, DQ, VNNI) matmul micro kernels and the
+ * activation quantizer.
+ *
+ * A tile is up to 4 weight rows x 4 inputs held in 16 zmm accumulators; every
+ * weight vector loaded is used for all inputs of the tile and every input vector
+ * for all rows. Tile shapes are instantiated with constant sizes (always_inline
+ * templates) so the accumulators stay in registers.
+ *
+ * Per output element the order of operations is fixed by k alone (see
+ * kernels_impl.h): 16-lane accumulation, then _mm512_reduce_add_ps.
+ *   F32/F16/BF16: acc += w[j..j+16) * x[j..j+16) (FMA), masked loads for the tail.
+ *     F16 converts with vcvtph2ps, BF16 by a 16-bit shift: both exact, so the
+ *     only difference from the reference is the summation order.
+ *   Q8_0/Q4_0: two blocks per step. vpdpbusd multiplies unsigned by signed bytes,
+ *     so the weight quants are made unsigned by an offset (q + 128 for Q8_0; the
+ *     raw nibble q + 8 for Q4_0) and the offset's contribution is removed exactly
+ *     by starting the int32 accumulator at -offset * (sum of 4 activation quants),
+ *     itself one vpdpbusd per input, shared by the tile's rows. Each int32 lane then
+ *     holds the exact sum of 4 products, which is converted to float and
+ *     accumulated with the block scale d_w * d_x. The result equals the
+ *     reference's integer block sums up to the float summation of the scaled
+ *     partial sums.
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels/kernels_impl.h"
+
+#define INLINE static inline __attribute__((always_inline))
+/* Tile loops must be unrolled early so the accumulator arrays become registers. */
+#define UNROLL _Pragma("GCC unroll 4")
+
+enum { K_F32, K_F16, K_BF16, K_Q8_0, K_Q4_0 };
+
+/* ---- float weight types ------------------------------------------------------ */
+
+/* 16 (or, under mask m, fewer) weights of a row starting at element j, as f32. */
+INLINE __m512 load_wf(int kind, const uint8_t *row, int64_t j, __mmask16 m) {
+    switch (kind) {
+    case K_F32: return _mm512_maskz_loadu_ps(m, row + 4 * j);
+    case K_F16: return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + 2 * j));
+    default:
+        return _mm512_castsi512_ps(
+            _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, row + 2 * j)), 16));
+    }
+}
+
+/* One step: 16 elements from j (fewer under mask m) for every row and input. */
+INLINE void float_step(int kind, int NR, int NC, const uint8_t *w, size_t ws, const float *x, size_t xs, int64_t j,
+                       __mmask16 m, __m512 acc[KILN_MR][KILN_MC]) {
+    __m512 wv[KILN_MR];
+    UNROLL for (int r = 0; r < NR; r++) wv[r] = load_wf(kind, w + (size_t)r * ws, j, m);
+    UNROLL for (int c = 0; c < NC; c++) {
+        const __m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)c * xs + j);
+        UNROLL for (int r = 0; r < NR; r++) acc[r][c] = _mm512_fmadd_ps(wv[r], xv, acc[r][c]);
+    }
+}
+
+INLINE void tile_float(int kind, int NR, int NC, int64_t k, const uint8_t *w, size_t ws, const float *x, size_t xs,
+                       float *y, size_t ldy) {
+    __m512 acc[KILN_MR][KILN_MC];
+    UNROLL for (int r = 0; r < NR; r++)
+        UNROLL for (int c = 0; c < NC; c++) acc[r][c] = _mm512_setzero_ps();
+    int64_t j = 0;
+    for (; j + 16 <= k; j += 16) float_step(kind, NR, NC, w, ws, x, xs, j, 0xffff, acc);
+    if (j < k) float_step(kind, NR, NC, w, ws, x, xs, j, (__mmask16)((1u << (k - j)) - 1), acc);
+    UNROLL for (int c = 0; c < NC; c++)
+        UNROLL for (int r = 0; r < NR; r++) y[(size_t)c * ldy + (size_t)r] = _mm512_reduce_add_ps(acc[r][c]);
+}
+
+/* ---- Q8_0 / Q4_0 weights x Q8_0 activations --------------------------------- */
+
+/* Two floats a, b as [a x8, b x8]: the per-lane scale of a two-block step. */
+INLINE __m512 pair_ps(float a, float b) {
+    return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
+}
+
+/* The fp16 scales at pa and pb (pb NULL: 0) as [d_a x8, d_b x8], converted
+ * together by one vcvtph2ps. */
+INLINE __m512 pair_half(const uint8_t *pa, const uint8_t *pb) {
+    uint16_t ha, hb = 0;
+    memcpy(&ha, pa, 2);
+    if (pb) memcpy(&hb, pb, 2);
+    const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)ha | (uint32_t)hb << 16)));
+    return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+                                 _mm512_castps128_ps512(f));
+}
+
+/* Unsigned quants (q + offset) of blocks b and b+1 of a row as 64 bytes (two = 0:
+ * block b only, upper half zero), and their scales as [d_b x8, d_b+1 x8]. */
+INLINE __m512i load_wq(int kind, const uint8_t *row, int64_t b, int two, __m512 *dv) {
+    if (kind == K_Q8_0) {
+        const uint8_t *pa = row + (size_t)b * sizeof(kiln_block_q8_0);
+        const uint8_t *pb = pa + sizeof(kiln_block_q8_0);
+        __m512i q = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(pa + 2)));
+        if (two) q = _mm512_inserti64x4(q, _mm256_loadu_si256((const __m256i *)(const void *)(pb + 2)), 1);
+        *dv = pair_half(pa, two ? pb : NULL);
+        return _mm512_xor_si512(q, _mm512_set1_epi8((char)0x80));
+    } else {
+        const uint8_t *pa = row + (size_t)b * sizeof(kiln_block_q4_0);
+        const uint8_t *pb = pa + sizeof(kiln_block_q4_0);
+        const __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(pa + 2));
+        const __m128i c = two ? _mm_loadu_si128((const __m128i *)(const void *)(pb + 2)) : _mm_setzero_si128();
+        /* [a, a, c, c] in 128-bit lanes; lanes 1 and 3 shifted right by 4: low
+         * nibbles are elements 0..15 of a block, high nibbles 16..31. */
+        const __m512i dup = _mm512_permutexvar_epi64(_mm512_set_epi64(3, 2, 3, 2, 1, 0, 1, 0),
+                                                     _mm512_zextsi256_si512(_mm256_set_m128i(c, a)));
+        const long long s4 = 0x0004000400040004LL;
+        const __m512i sh = _mm512_srlv_epi16(dup, _mm512_set_epi64(s4, s4, 0, 0, s4, s4, 0, 0));
+        *dv = pair_half(pa, two ? pb : NULL);
+        return _mm512_and_si512(sh, _mm512_set1_epi8(0x0f));
+    }
+}
+
+/* One step: blocks b and b+1 (TWO = 1) or block b alone (TWO = 0, the odd last
+ * block), for every row and input of the tile. */
+INLINE void quant_step(int kind, int NR, int NC, int TWO, const uint8_t *w, size_t ws, const kiln_act *x, int64_t i0,
+                       int64_t b, __m512 acc[KILN_MR][KILN_MC]) {
+    const __m512i off = _mm512_set1_epi8(kind == K_Q8_0 ? (char)0x80 : 8);
+    __m512i wv[KILN_MR];
+    __m512 dw[KILN_MR];
+    UNROLL for (int r = 0; r < NR; r++) wv[r] = load_wq(kind, w + (size_t)r * ws, b, TWO, &dw[r]);
+    UNROLL for (int c = 0; c < NC; c++) {
+        const int8_t *xq = x->qs + (size_t)(i0 + c) * x->qs_stride + (size_t)b * KILN_QK8_0;
+        const float *xd = x->d + (size_t)(i0 + c) * x->d_stride + b;
+        __m512i xv;
+        __m512 dx;
+        if (TWO) {
+            xv = _mm512_load_si512((const void *)xq);
+            /* the two scales (unaligned when a row has an odd number of blocks) */
+            const __m128 d2 = _mm_castsi128_ps(_mm_loadu_si64(xd));
+            dx = _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+                                       _mm512_castps128_ps512(d2));
+        } else {
+            xv = _mm512_zextsi256_si512(_mm256_load_si256((const __m256i *)(const void *)xq));
+            dx = pair_ps(xd[0], 0.0f);
+        }
+        /* -offset * (sum of each 4 activation quants): removes the offset exactly. */
+        const __m512i ncorr =
+            _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, xv));
+        UNROLL for (int r = 0; r < NR; r++) {
+            const __m512i p = _mm512_dpbusd_epi32(ncorr, wv[r], xv);
+            acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw[r], dx), acc[r][c]);
+        }
+    }
+}
+
+INLINE void tile_quant(int kind, int NR, int NC, int64_t k, const uint8_t *w, size_t ws, const kiln_act *x,
+                       int64_t i0, float *y, size_t ldy) {
+    const int64_t nb = k / KILN_QK8_0;
+    __m512 acc[KILN_MR][KILN_MC];
+    UNROLL for (int r = 0; r < NR; r++)
+        UNROLL for (int c = 0; c < NC; c++) acc[r][c] = _mm512_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) quant_step(kind, NR, NC, 1, w, ws, x, i0, b, acc);
+    if (b < nb) quant_step(kind, NR, NC, 0, w, ws, x, i0, b, acc);
+    UNROLL for (int c = 0; c < NC; c++)
+        UNROLL for (int r = 0; r < NR; r++) y[(size_t)c * ldy + (size_t)r] = _mm512_reduce_add_ps(acc[r][c]);
+}
+
+/* ---- instantiation per tile shape ------------------------------------------- */
+
+#define CASES_NC(CALL, K, R)               \
+    switch (nc) {                          \
+    case 1: CALL(K, R, 1); break;          \
+    case 2: CALL(K, R, 2); break;          \
+    case 3: CALL(K, R, 3); break;          \
+    default: CALL(K, R, 4); break;         \
+    }
+#define CASES(CALL, K)                     \
+    switch (nr) {                          \
+    case 1: CASES_NC(CALL, K, 1); break;   \
+    case 2: CASES_NC(CALL, K, 2); break;   \
+    case 3: CASES_NC(CALL, K, 3); break;   \
+    default: CASES_NC(CALL, K, 4); break;  \
+    }
+#define CALL_F(K, R, C) tile_float(K, R, C, k, w, ws, x->f + (size_t)i0 * x->f_stride, x->f_stride, y, ldy)
+#define CALL_Q(K, R, C) tile_quant(K, R, C, k, w, ws, x, i0, y, ldy)
+
+/* One kiln_mm_fn per weight type; nr, nc select a constant-size tile. */
+#define DEFINE_MM(name, CALL, K)                                                                        \
+    static void name(int64_t k, const void *w, size_t ws, int nr, const kiln_act *x, int64_t i0, int nc, \
+                     float *y, size_t ldy) {                                                            \
+        CASES(CALL, K)                                                                                  \
+    }
+
+DEFINE_MM(mm_f32, CALL_F, K_F32)
+DEFINE_MM(mm_f16, CALL_F, K_F16)
+DEFINE_MM(mm_bf16, CALL_F, K_BF16)
+DEFINE_MM(mm_q8_0, CALL_Q, K_Q8_0)
+DEFINE_MM(mm_q4_0, CALL_Q, K_Q4_0)
+
+/* ---- activation quantization -------------------------------------------------- */
+
+/* roundf(v) (halves away from zero) clamped to [-128, 127], NaN -> 0, for 16 lanes:
+ * truncate, then step away from zero where the dropped fraction is >= 0.5 (the
+ * fraction v - trunc(v) is exact). Matches quant_ref.c's to_q8 lane for lane. */
+static inline __m128i round_q8(__m512 v) {
+    const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m512 frac = _mm512_abs_ps(_mm512_sub_ps(v, t));
+    const __mmask16 up = _mm512_cmp_ps_mask(frac, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+    const __m512 one = _mm512_or_ps(_mm512_set1_ps(1.0f), _mm512_and_ps(v, _mm512_set1_ps(-0.0f)));
+    __m512 r = _mm512_mask_add_ps(t, up, t, one);
+    r = _mm512_min_ps(_mm512_max_ps(r, _mm512_set1_ps(-128.0f)), _mm512_set1_ps(127.0f));
+    r = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), r);
+    return _mm512_cvtsepi32_epi8(_mm512_cvttps_epi32(r));
+}
+
+/* kiln_quant_act_fn, bit-exact with kiln_ref_quant_act: the scale is computed
+ * with the same scalar operations, the quants with the same IEEE product. */
+static void quant_act(const float *x, int8_t *qs, float *d, int64_t k) {
+    for (int64_t b = 0; b < k / KILN_QK8_0; b++) {
+        const float *v = x + b * KILN_QK8_0;
+        const __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16);
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        const float dd = amax / 127.0f;
+        const float id = dd != 0.0f ? 1.0f / dd : 0.0f;
+        const uint16_t h = kiln_f32_to_fp16(dd);
+        d[b] = kiln_fp16_to_f32(h);
+        const __m512 idv = _mm512_set1_ps(id);
+        _mm_storeu_si128((__m128i *)(void *)(qs + b * KILN_QK8_0), round_q8(_mm512_mul_ps(v0, idv)));
+        _mm_storeu_si128((__m128i *)(void *)(qs + b * KILN_QK8_0 + 16), round_q8(_mm512_mul_ps(v1, idv)));
+    }
+}
+
+void kiln_kernels_fill_avx512(kiln_kernel_table *t) {
+    t->name = "avx512";
+    t->mm_f32 = mm_f32;
+    t->mm_f16 = mm_f16;
+    t->mm_bf16 = mm_bf16;
+    t->mm_q8_0 = mm_q8_0;
+    t->mm_q4_0 = mm_q4_0;
+    t->quant_act = quant_act;
+    kiln_avx512_fill_ops(t);
+}
