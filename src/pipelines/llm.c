@@ -296,6 +296,13 @@ kiln_status kiln_llm_generate(kiln_llm *llm, const char *prompt, const kiln_samp
         st = kiln_fail(KILN_ERR_CONTEXT_FULL, "the prompt has %zu tokens; the context holds %d", n_ids, n_ctx);
         goto done;
     }
+    /* The prompt goes through the detokenizer too (its text is dropped: the caller has
+     * it), so the continuation is rendered in context (e.g. SentencePiece's leading
+     * space after BOS). */
+    for (size_t i = 0; i < n_ids; i++) {
+        if ((st = kiln_detok_push(dt, ids[i], &text))) goto done;
+    }
+    kiln_buf_clear(&text);
     double t0 = kiln_time_now();
     if ((st = kiln_llama_forward(llm->model, ids, (int)n_ids, 0, logits, false))) goto done;
     for (size_t i = 0; i < n_ids; i++) kiln_sampler_accept(smp, ids[i]);

@@ -1,5 +1,5 @@
 /*
- * test_cli_tokenize.c — every case of ../shared/tokenizers/vocab/*.inp, tokenized
+ * test_cli_tokenize.c — every case of ../shared/tokenizers/vocab/<name>.inp, tokenized
  * through the `kiln tokenize` program, must give exactly the ids of the matching
  * .out line. As llama.cpp's test-tokenizer-0 reads them: cases are separated by
  * "\n__ggml_vocab_test__\n", tokenized without BOS and without parsing special
@@ -43,7 +43,7 @@ int main(void) {
     snprintf(path, sizeof path, "%s/tokenizers/vocab", kiln_test_shared());
     kiln_test_require_file(path);
     for (size_t v = 0; v < sizeof g_vocabs / sizeof g_vocabs[0]; v++) {
-        char gguf[1024], inp[1100], outp[1100];
+        char gguf[1200], inp[1300], outp[1300];
         snprintf(gguf, sizeof gguf, "%s/ggml-vocab-%s.gguf", path, g_vocabs[v]);
         snprintf(inp, sizeof inp, "%s.inp", gguf);
         snprintf(outp, sizeof outp, "%s.out", gguf);
