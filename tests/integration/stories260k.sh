@@ -20,6 +20,11 @@ m=(-m "$dir/stories260K.bin" --tokenizer "$dir/tok512.bin")
 check "greedy output matches expected_greedy.txt" cmp -s "$tmp/greedy.txt" "$dir/expected_greedy.txt"
 check "speeds reported on stderr" grep -q "tok/s" "$tmp/greedy.err"
 
+# stop strings end the text before the match
+"$kiln" generate "${m[@]}" --temperature 0 -n 256 --stop "Lily" >"$tmp/stop.txt" 2>"$tmp/stop.err"
+check "stop string ends the text before it" test "$(cat "$tmp/stop.txt")" = "Once upon a time, there was a little girl named "
+check "stop reason reported" grep -q "stop: stop" "$tmp/stop.err"
+
 # 2. same seed, same text, whatever the thread count
 for t in 1 2; do
   "$kiln" generate "${m[@]}" -p "Lily saw a" --temperature 0.9 --seed 7 -n 80 -t $t >"$tmp/s$t.txt" 2>/dev/null
