@@ -15,14 +15,14 @@ bootstrap:
 
 build: bootstrap
 	@cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DKILN_SHARED_DIR=$(SHARED) >/dev/null
-	@cmake --build build -j $(JOBS)
+	@cmake --build build -j $(JOBS) -- --no-print-directory
 
 test: build
 	@cd build && ctest --output-on-failure -j $(JOBS)
 
 asan: bootstrap
 	@cmake -S . -B build-asan -DKILN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DKILN_SHARED_DIR=$(SHARED) >/dev/null
-	@cmake --build build-asan -j $(JOBS)
+	@cmake --build build-asan -j $(JOBS) -- --no-print-directory
 	@cd build-asan && ctest --output-on-failure -j $(JOBS)
 
 demo: build

@@ -43,6 +43,15 @@ static char *dir_of(const char *path) {
     return slash ? kiln_strndup(path, (size_t)(slash - path)) : kiln_strdup(".");
 }
 
+static bool is_gguf_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    char magic[4] = {0};
+    if (!f) return false;
+    bool ok = fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
+    fclose(f);
+    return ok;
+}
+
 static kiln_status tokenizer_from_file(const char *path, int32_t n_vocab, kiln_tokenizer **out) {
     if (has_suffix(path, ".json")) {
         char *dir = dir_of(path);
@@ -52,13 +61,7 @@ static kiln_status tokenizer_from_file(const char *path, int32_t n_vocab, kiln_t
         free(dir);
         return kiln_tokenizer_from_json(path, file_exists(cfg) ? cfg : NULL, out);
     }
-    FILE *f = fopen(path, "rb");
-    char magic[4] = {0};
-    if (f) {
-        if (fread(magic, 1, 4, f) != 4) magic[0] = 0;
-        fclose(f);
-    }
-    if (!memcmp(magic, "GGUF", 4)) {
+    if (is_gguf_file(path)) {
         kiln_gguf *g = NULL;
         kiln_status st = kiln_gguf_open(path, &g);
         if (st) return st;
@@ -67,15 +70,6 @@ static kiln_status tokenizer_from_file(const char *path, int32_t n_vocab, kiln_t
         return st;
     }
     return kiln_tokenizer_from_llama2c(path, n_vocab, out);
-}
-
-static bool is_gguf_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    char magic[4] = {0};
-    if (!f) return false;
-    bool ok = fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
-    fclose(f);
-    return ok;
 }
 
 static bool is_dir(const char *path) {
