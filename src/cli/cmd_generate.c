@@ -91,6 +91,14 @@ int kiln_cmd_generate(int argc, char **argv) {
         return 1;
     }
     fprintf(stderr, "kiln: loaded %s in %.3f s (seed %llu)\n", model, load_s, (unsigned long long)seed);
+    kiln_llm_info info;
+    kiln_llm_get_info(llm, &info);
+    if (!info.has_tokenizer) {
+        fprintf(stderr, "kiln generate: %s has no tokenizer: give one with --tokenizer\n", model);
+        kiln_llm_free(llm);
+        free(file_text);
+        return 1;
+    }
     if (!no_prompt) {
         fputs(prompt, stdout);
         fflush(stdout);
