@@ -1,9 +1,11 @@
 /*
  * threadpool.c — pthread workers that pull task indices from a shared counter.
  *
- * Workers sleep on a condition variable between loops; a loop is published as a
- * generation number, and tasks are claimed with an atomic fetch-add, so the cost
- * per parallel-for is one broadcast and one wait.
+ * A loop is published as a new generation number and tasks are claimed with an
+ * atomic fetch-add. Token generation runs hundreds of small parallel-fors per token,
+ * so waking sleeping threads each time would cost more than the work: workers (and
+ * the caller, waiting for them) first spin for a short while, and only then sleep on
+ * a condition variable.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "threadpool.h"
@@ -20,9 +22,9 @@ struct kiln_pool {
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
-    uint64_t generation;
-    int n_busy;
-    int quit;
+    atomic_ullong generation;
+    atomic_int n_busy;
+    atomic_int quit;
     /* current loop */
     kiln_task_fn task;
     void *ctx;
@@ -43,20 +45,35 @@ static void run_tasks(kiln_pool *p) {
     }
 }
 
+/* Iterations of the spin before sleeping: about a tenth of a millisecond. */
+#define SPIN_ITERS 20000
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 static void *worker(void *arg) {
     kiln_pool *p = arg;
     uint64_t seen = 0;
-    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->quit && p->generation == seen) pthread_cond_wait(&p->wake, &p->mu);
-        if (p->quit) break;
-        seen = p->generation;
-        pthread_mutex_unlock(&p->mu);
+        for (int i = 0; i < SPIN_ITERS && atomic_load(&p->generation) == seen && !atomic_load(&p->quit); i++)
+            cpu_relax();
+        if (atomic_load(&p->generation) == seen && !atomic_load(&p->quit)) {
+            pthread_mutex_lock(&p->mu);
+            while (!atomic_load(&p->quit) && atomic_load(&p->generation) == seen) pthread_cond_wait(&p->wake, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->quit)) break;
+        seen = atomic_load(&p->generation);
         run_tasks(p);
-        pthread_mutex_lock(&p->mu);
-        if (--p->n_busy == 0) pthread_cond_signal(&p->done);
+        if (atomic_fetch_sub(&p->n_busy, 1) == 1) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -92,7 +109,7 @@ void kiln_pool_free(kiln_pool *p) {
     if (!p) return;
     if (p->threads) {
         pthread_mutex_lock(&p->mu);
-        p->quit = 1;
+        atomic_store(&p->quit, 1);
         pthread_cond_broadcast(&p->wake);
         pthread_mutex_unlock(&p->mu);
         for (int i = 0; i < p->n_threads - 1; i++) pthread_join(p->threads[i], NULL);
@@ -112,17 +129,20 @@ void kiln_pool_for(kiln_pool *p, int64_t n_tasks, kiln_task_fn task, void *ctx) 
         for (int64_t i = 0; i < n_tasks; i++) task(ctx, i);
         return;
     }
-    pthread_mutex_lock(&p->mu);
     p->task = task;
     p->ctx = ctx;
     p->n_tasks = n_tasks;
     atomic_store(&p->next, 0);
-    p->n_busy = p->n_threads - 1;
-    p->generation++;
+    atomic_store(&p->n_busy, p->n_threads - 1);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add(&p->generation, 1); /* publishes the fields above (seq_cst) */
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     run_tasks(p);
-    pthread_mutex_lock(&p->mu);
-    while (p->n_busy > 0) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < SPIN_ITERS && atomic_load(&p->n_busy) > 0; i++) cpu_relax();
+    if (atomic_load(&p->n_busy) > 0) {
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load(&p->n_busy) > 0) pthread_cond_wait(&p->done, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
 }
