@@ -172,6 +172,14 @@ static void build_fixture(void) {
     mk("models/evilw"); /* HF folder whose weights lead out */
     put("models/evilw/config.json", "{}", 2);
     link_to("../../outside/model.safetensors", "models/evilw/model.safetensors");
+    mk("models/eviltok"); /* llama2.c folder whose tokenizer leads out */
+    put_checkpoint("models/eviltok/ckpt.bin");
+    put_tokenizer("outside/tokenizer.bin");
+    link_to("../../outside/tokenizer.bin", "models/eviltok/tokenizer.bin");
+    mk("models2"); /* a second models dir whose tokenizer.bin leads out: the checkpoint
+                    * is offered without it */
+    put_checkpoint("models2/story.bin");
+    link_to("../outside/tokenizer.bin", "models2/tokenizer.bin");
     mk("models/evilgg"); /* GGUF folder whose only file leads out */
     link_to("/etc/passwd", "models/evilgg/a.gguf");
 
@@ -182,7 +190,11 @@ static void build_fixture(void) {
     put("models/notes.txt", "not a model", 11);
     put("models/junk.gguf", "GGUF", 4);                 /* too short */
     put("models/v9.gguf", "GGUF\x09\0\0\0\0\0\0\0", 12); /* unknown version */
-    put("models/junk.bin", "\xff\xff\xff\xff\x01\x02\x03\x04 random bytes here, and more of them ... ", 64);
+    {
+        uint8_t junk[4096];
+        for (size_t i = 0; i < sizeof junk; i++) junk[i] = (uint8_t)(i * 2654435761u >> 13);
+        put("models/junk.bin", junk, sizeof junk);
+    }
     put("models/plain", "x", 1);
     mk("models/empty");
     mk("models/two"); /* ambiguous: two GGUF files */
@@ -394,6 +406,7 @@ static void test_traversal(kiln_registry *r) {
     check_refused(r, "evilcfg", KILN_ERR_INVALID_ARG, "its file 'config.json' leads outside");
     check_refused(r, "evilw", KILN_ERR_INVALID_ARG, "its file 'model.safetensors' leads outside");
     check_refused(r, "evilgg", KILN_ERR_INVALID_ARG, "its file 'a.gguf' leads outside");
+    check_refused(r, "eviltok", KILN_ERR_INVALID_ARG, "its file 'tokenizer.bin' leads outside");
 }
 
 static void test_aliases(kiln_registry *r) {
@@ -465,6 +478,7 @@ static void test_aliases(kiln_registry *r) {
 
 static void test_open(void) {
     kiln_registry *r = (kiln_registry *)1;
+    kiln_model_entry e;
     char p[2048];
     path_of(p, sizeof p, "nope");
     CHECK(kiln_registry_open(p, &r) == KILN_ERR_NOT_FOUND && r == NULL);
@@ -484,6 +498,17 @@ static void test_open(void) {
     CHECK(n == 0 && l == NULL);
     /* inside a model folder, '..' is as refused as anywhere */
     check_refused(r, "..", KILN_ERR_INVALID_ARG, "plain names");
+    kiln_registry_free(r);
+
+    /* a tokenizer.bin beside a checkpoint that leads outside is not used */
+    path_of(p, sizeof p, "models2");
+    CHECK_OK(kiln_registry_open(p, &r));
+    CHECK_OK(kiln_registry_resolve(r, "story", &e));
+    CHECK(e.format && !strcmp(e.format, "llama2c") && e.tokenizer_path == NULL);
+    kiln_model_entry_clear(&e);
+    CHECK_OK(kiln_registry_list(r, &l, &n));
+    CHECK(n == 1 && !strcmp(l[0].name, "story") && !l[0].tokenizer_path);
+    kiln_model_entries_free(l, n);
     kiln_registry_free(r);
 
     /* a models dir given through a symlink, with a trailing slash */
