@@ -261,7 +261,7 @@ static jlist *seq_of(jctx *c, jv v) {
 
 static jv select_like(jctx *c, const char *name, jv v, jv *args, size_t n_pos) {
     bool by_attr = strstr(name, "attr") != NULL, keep = name[0] == 's';
-    jlist *in = seq_of(c, v), *out = jl_new(c->a, in->n + 1);
+    jlist *in = jv_truthy(v) ? seq_of(c, v) : jl_new(c->a, 1), *out = jl_new(c->a, in->n + 1);
     size_t first_test_arg = by_attr ? 1 : 0;
     if (by_attr && n_pos < 1) jj_fail(c, KILN_ERR_INVALID_ARG, "%s needs an attribute name", name);
     const char *test = NULL;
@@ -447,7 +447,7 @@ jv jj_filter(jctx *c, const char *name, jv v, jv *args, size_t n_pos, const char
     }
     if (IS("map")) {
         jv *attr = A(99, "attribute"), *def = A(99, "default");
-        jlist *in = seq_of(c, v), *out = jl_new(c->a, in->n + 1);
+        jlist *in = jv_truthy(v) ? seq_of(c, v) : jl_new(c->a, 1), *out = jl_new(c->a, in->n + 1);
         for (size_t i = 0; i < in->n; i++) {
             jv x;
             if (attr) {
