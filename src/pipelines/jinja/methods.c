@@ -115,6 +115,10 @@ jv jj_case(jctx *c, jv s, int mode) {
         bool cased = lo != up || (utf8proc_category((utf8proc_int32_t)cp) == UTF8PROC_CATEGORY_LL) ||
                      (utf8proc_category((utf8proc_int32_t)cp) == UTF8PROC_CATEGORY_LU);
         prev_cased = cased;
+        if (cp == 0xDF && (mode == 1 || (mode == 3 && !prev_cased) || (mode == 2 && i == 0))) {
+            jsb_adds(&b, mode == 1 ? "SS" : "Ss"); /* Python's full case mapping of ß */
+            continue;
+        }
         if (out == cp) {
             jsb_add(&b, s.u.s.p + i, adv);
         } else {
