@@ -71,8 +71,6 @@ static void json_newline(jsb *b, const char *indent, int level) {
     for (int i = 0; i < level; i++) jsb_adds(b, indent);
 }
 
-static bool g_ascii_unused;
-
 static void json_value(jctx *c, jsb *b, jv v, const char *indent, int level, const char *isep, const char *ksep,
                        bool sort_keys, bool ascii, int depth) {
     char tmp[40];
@@ -166,7 +164,6 @@ static jv do_tojson(jctx *c, jv v, jv *args, size_t n_pos, const char **kw, size
     }
     jsb b = {.a = c->a};
     json_value(c, &b, v, indent, 0, isep, ksep, sk && jv_truthy(*sk), ea && jv_truthy(*ea), 0);
-    (void)g_ascii_unused;
     return jsb_done(&b);
 }
 
