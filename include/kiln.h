@@ -125,6 +125,23 @@ void kiln_tokenizer_free(kiln_tokenizer *t);
 kiln_status kiln_tokenizer_encode(const kiln_tokenizer *t, const char *text, size_t len, bool add_special,
                                   bool parse_special, int32_t **ids, size_t *n);
 
+/* ---- chat templates -------------------------------------------------------------- */
+
+/* Renders a chat template (Jinja, as Hugging Face transformers renders it; NULL: the
+ * ChatML default) over messages_json (a JSON array of {"role", "content", ...}) and
+ * tools_json (a JSON array, or NULL: `tools` is none); vars_json (NULL or a JSON object)
+ * adds or overrides variables (date_string, builtin_tools, ...). bos/eos may be NULL ("").
+ * On success *out is malloc'd (caller frees). A template's raise_exception and runtime
+ * errors give KILN_ERR_INVALID_ARG, syntax errors KILN_ERR_FORMAT naming the line. */
+kiln_status kiln_chat_render_json(const char *tmpl, const char *messages_json, const char *tools_json,
+                                  const char *vars_json, const char *bos_token, const char *eos_token,
+                                  bool add_generation_prompt, char **out);
+
+/* The chat template and BOS/EOS token strings of a model: a GGUF's
+ * tokenizer.chat_template and tokens, or a Hugging Face folder's tokenizer_config.json.
+ * Each out-string is malloc'd, or NULL when the model has none. */
+kiln_status kiln_model_chat_template(const char *model_path, char **tmpl, char **bos, char **eos);
+
 /* ---- model files ------------------------------------------------------------- */
 
 /* Describes a model file or folder (GGUF, safetensors, llama2.c): metadata, then the

@@ -9,5 +9,6 @@ int kiln_cmd_generate(int argc, char **argv);
 int kiln_cmd_tokenize(int argc, char **argv);
 int kiln_cmd_eval(int argc, char **argv);
 int kiln_cmd_info(int argc, char **argv);
+int kiln_cmd_template(int argc, char **argv);
 
 #endif

@@ -15,6 +15,7 @@ static const struct {
     {"tokenize", kiln_cmd_tokenize, "print the token ids of a text"},
     {"eval", kiln_cmd_eval, "run the model on tokens: perplexity and last logits"},
     {"info", kiln_cmd_info, "print a model file's metadata and tensor table"},
+    {"template", kiln_cmd_template, "render a model's chat template over messages (JSON)"},
 };
 
 static void usage(FILE *f) {
