@@ -29,7 +29,9 @@ extern "C" {
     X(ERR_INVALID_ARG, "invalid argument")                            \
     X(ERR_NOT_FOUND, "not found")                                     \
     X(ERR_CONTEXT_FULL, "context full")                               \
-    X(ERR_CANCELLED, "cancelled")
+    X(ERR_CANCELLED, "cancelled")                                     \
+    X(ERR_CAPACITY, "over the memory budget")                         \
+    X(ERR_BUSY, "busy")
 
 typedef enum {
 #define KILN_X_ENUM(name, desc) KILN_##name,
@@ -53,6 +55,9 @@ typedef struct {
     const char *tokenizer_path; /* optional: tokenizer.bin / tokenizer.json / .gguf */
     int n_ctx;                  /* 0: the model's own context length */
     int n_threads;              /* 0: all cores */
+    size_t max_memory;          /* bytes the KV cache and activations may take (0: no
+                                   limit); a load needing more fails with
+                                   KILN_ERR_CAPACITY before allocating anything */
 } kiln_llm_options;
 
 /* Loads a model. On success *out owns the model; free it with kiln_llm_free. */
@@ -67,6 +72,14 @@ typedef struct {
     int32_t bos_id, eos_id; /* -1 if none */
 } kiln_llm_info;
 void kiln_llm_get_info(const kiln_llm *llm, kiln_llm_info *info);
+/* Bytes of memory the model holds beyond its mmap'd weights (KV cache, activations). */
+size_t kiln_llm_memory(const kiln_llm *llm);
+/* The model's chat template (GGUF tokenizer.chat_template or the folder's
+ * tokenizer_config.json chat_template), or NULL if it has none. Owned by llm. */
+const char *kiln_llm_chat_template(const kiln_llm *llm);
+/* Text of the BOS or EOS token ("<s>", "<|end_of_text|>"); NULL for other ids or
+ * without a tokenizer. Owned by llm. */
+const char *kiln_llm_token_text(const kiln_llm *llm, int32_t id);
 
 /* Tokenizes text[0..len). On success *ids is malloc'd (caller frees) with *n ids. */
 kiln_status kiln_llm_tokenize(kiln_llm *llm, const char *text, size_t len, bool add_bos,
@@ -96,7 +109,9 @@ typedef struct {
 /* Fills o with the defaults (greedy off: temperature 0.8, top_k 40, top_p 0.95 ...). */
 void kiln_sample_options_default(kiln_sample_options *o);
 
-/* Called with each piece of final text; return false to stop generation. */
+/* Called after every generated token with the final text it completed (len may be 0
+ * when a token only starts a character or may begin a stop string); return false to
+ * stop generation within that token. */
 typedef bool (*kiln_text_fn)(const char *text, size_t len, void *user);
 
 typedef struct {
@@ -141,6 +156,64 @@ kiln_status kiln_chat_render_json(const char *tmpl, const char *messages_json, c
  * tokenizer.chat_template and tokens, or a Hugging Face folder's tokenizer_config.json.
  * Each out-string is malloc'd, or NULL when the model has none. */
 kiln_status kiln_model_chat_template(const char *model_path, char **tmpl, char **bos, char **eos);
+/* ---- engine: the job queue ------------------------------------------------------ */
+
+/* Every capability runs as a job of the engine: a durable queue (SQLite) with
+ * progress, ETA, cancel and crash recovery, models named inside one models directory,
+ * and the programs (presets) of a config file. The job API speaks JSON, the same
+ * objects as the HTTP jobs API (docs/API.md). */
+typedef struct kiln_engine kiln_engine;
+
+typedef struct {
+    const char *models_dir;   /* required: models are named by file/folder name inside it */
+    const char *data_dir;     /* job store (DATA/jobs.db); NULL: in memory, nothing persists */
+    const char *config_path;  /* programs and model settings; NULL: DATA/kiln.json if present */
+    int64_t memory_budget;    /* bytes for loaded models; 0: no budget */
+    int max_queue;            /* queued jobs accepted (0: 256); more -> KILN_ERR_BUSY */
+    int max_running;          /* jobs running at once (0: 1) */
+    int n_threads;            /* threads per model instance (0: all cores) */
+    int max_attempts;         /* starts before a job interrupted by crashes is failed (0: 3) */
+    double keep_alive;        /* seconds an idle model stays loaded (0: unload when idle;
+                                 < 0: forever); a model's config entry may override it */
+    int max_tokens;           /* largest max_tokens a request may ask (0: 4096) */
+    size_t max_prompt;        /* bytes of prompt text a request may send (0: 1 MiB) */
+} kiln_engine_options;
+
+/* Opens the engine (and its store, recovering jobs a crash interrupted) and starts its
+ * workers. *out is owned by the caller (kiln_engine_free). */
+kiln_status kiln_engine_create(const kiln_engine_options *opt, kiln_engine **out);
+/* Stops the workers; running jobs go back to the queue for the next start. */
+void kiln_engine_free(kiln_engine *e);
+/* Submits {"kind", "model" | "program", "params", "priority"}; *job_json (malloc'd)
+ * is the accepted job. An idempotency key (may be NULL) already used returns that job. */
+kiln_status kiln_engine_submit_json(kiln_engine *e, const char *request_json, const char *idem_key, char **job_json);
+kiln_status kiln_engine_get_json(kiln_engine *e, const char *id, char **job_json);
+kiln_status kiln_engine_cancel_json(kiln_engine *e, const char *id, char **job_json);
+/* Waits for the job to finish (timeout < 0: forever). */
+kiln_status kiln_engine_wait_json(kiln_engine *e, const char *id, double timeout, char **job_json);
+/* The next event of a job (see docs/API.md): *seq starts at 0; *name is NULL when
+ * timeout passed first; *final marks the last event. *name and *data are malloc'd. */
+kiln_status kiln_engine_next_event(kiln_engine *e, const char *id, int *seq, double timeout, char **name,
+                                   char **data, bool *final);
+
+/* ---- server: HTTP API ------------------------------------------------------------ */
+
+typedef struct kiln_server kiln_server;
+
+typedef struct {
+    const char *host;            /* address to listen on (default 127.0.0.1) */
+    int port;                    /* 0: any free port (see kiln_server_port) */
+    const char *const *api_keys; /* NULL-terminated; NULL or empty: no auth */
+    size_t max_body;             /* bytes of request body (0: 4 MiB); more -> 413 */
+    int max_connections;         /* open connections (0: 256) */
+    double request_timeout;      /* seconds to receive a whole request (0: 30) */
+    double idle_timeout;         /* seconds a connection may stay silent (0: 15) */
+} kiln_server_options;
+
+/* Serves the engine over HTTP on libmicrohttpd's threads until kiln_server_stop. */
+kiln_status kiln_server_start(kiln_engine *e, const kiln_server_options *opt, kiln_server **out);
+int kiln_server_port(const kiln_server *s);
+void kiln_server_stop(kiln_server *s);
 
 /* ---- model files ------------------------------------------------------------- */
 

@@ -1,5 +1,5 @@
 /*
- * timer.c — CLOCK_MONOTONIC as a double.
+ * timer.c — CLOCK_MONOTONIC and CLOCK_REALTIME as doubles.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "timer.h"
@@ -9,5 +9,11 @@
 double kiln_time_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double kiln_time_unix(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }

@@ -10,5 +10,8 @@ int kiln_cmd_tokenize(int argc, char **argv);
 int kiln_cmd_eval(int argc, char **argv);
 int kiln_cmd_info(int argc, char **argv);
 int kiln_cmd_template(int argc, char **argv);
+int kiln_cmd_serve(int argc, char **argv);
+int kiln_cmd_run(int argc, char **argv);
+int kiln_cmd_jobs(int argc, char **argv);
 
 #endif

@@ -16,6 +16,9 @@ static const struct {
     {"eval", kiln_cmd_eval, "run the model on tokens: perplexity and last logits"},
     {"info", kiln_cmd_info, "print a model file's metadata and tensor table"},
     {"template", kiln_cmd_template, "render a model's chat template over messages (JSON)"},
+    {"serve", kiln_cmd_serve, "serve the HTTP API (OpenAI-compatible and jobs) over a models directory"},
+    {"run", kiln_cmd_run, "run a program (preset) of the config file locally"},
+    {"jobs", kiln_cmd_jobs, "list, show, cancel or wait for jobs of a running server"},
 };
 
 static void usage(FILE *f) {

@@ -51,3 +51,28 @@ double cli_now(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
+
+bool cli_parse_size(const char *cmd, const char *opt, const char *text, int64_t *out) {
+    char *end = NULL;
+    double v = strtod(text, &end);
+    double mul = 1;
+    if (end && *end) {
+        switch (*end) {
+        case 'k': case 'K': mul = 1024.0; break;
+        case 'm': case 'M': mul = 1024.0 * 1024; break;
+        case 'g': case 'G': mul = 1024.0 * 1024 * 1024; break;
+        case 't': case 'T': mul = 1024.0 * 1024 * 1024 * 1024; break;
+        default: mul = 0;
+        }
+        if (mul) {
+            end++;
+            if (!strcmp(end, "iB") || !strcmp(end, "B") || !strcmp(end, "b")) end += strlen(end);
+        }
+    }
+    if (end == text || !end || *end || mul == 0 || !(v >= 0) || v * mul > 9e18) {
+        fprintf(stderr, "kiln %s: %s '%s' is not a size (e.g. 512M, 4G)\n", cmd, opt, text);
+        return false;
+    }
+    *out = (int64_t)(v * mul);
+    return true;
+}

@@ -10,6 +10,12 @@
  * an error naming the file and returns NULL on failure. */
 char *cli_read_file(const char *cmd, const char *path, size_t *len);
 
+/* Parses a byte size such as "512M", "4G", "1.5GiB" or "1000000" (K/M/G/T are
+ * powers of 1024). Prints an error naming the option and returns false if malformed. */
+#include <stdbool.h>
+#include <stdint.h>
+bool cli_parse_size(const char *cmd, const char *opt, const char *text, int64_t *out);
+
 /* Seconds from a monotonic clock. */
 double cli_now(void);
 

@@ -35,10 +35,25 @@ static kiln_status alloc_f32(float **p, size_t a, size_t b, size_t c) {
     return KILN_OK;
 }
 
-static kiln_status alloc_runtime(kiln_llama *m) {
+/* Bytes alloc_runtime will take (saturating at SIZE_MAX). */
+static size_t runtime_bytes(const kiln_llama *m) {
+    const kiln_llama_config *c = &m->cfg;
+    double q_dim = (double)c->n_head * c->head_dim, kv_dim = (double)c->n_head_kv * c->head_dim;
+    double nb = m->n_batch;
+    double floats = 2.0 * c->n_layer * m->n_ctx * kv_dim + nb * (2.0 * c->n_embd + 2 * q_dim + 2 * kv_dim + 2.0 * c->n_ff) +
+                    (double)c->n_head * m->n_ctx;
+    double bytes = floats * sizeof(float) + 11 * 64;
+    return bytes >= (double)SIZE_MAX ? SIZE_MAX : (size_t)bytes;
+}
+
+static kiln_status alloc_runtime(kiln_llama *m, size_t limit) {
     const kiln_llama_config *c = &m->cfg;
     size_t q_dim = (size_t)c->n_head * c->head_dim, kv_dim = (size_t)c->n_head_kv * c->head_dim;
     size_t nb = (size_t)m->n_batch;
+    m->runtime_bytes = runtime_bytes(m);
+    if (limit && m->runtime_bytes > limit)
+        return kiln_fail(KILN_ERR_CAPACITY, "the KV cache and activations for %d tokens need %zu MiB; %zu MiB are free",
+                         m->n_ctx, m->runtime_bytes >> 20, limit >> 20);
     kiln_status st;
     if ((st = alloc_f32(&m->k_cache, (size_t)c->n_layer, (size_t)m->n_ctx, kv_dim)) ||
         (st = alloc_f32(&m->v_cache, (size_t)c->n_layer, (size_t)m->n_ctx, kv_dim)) ||
@@ -69,7 +84,7 @@ kiln_status kiln_llama_load(const kiln_llama_options *opt, kiln_llama **out) {
     }
     m->n_batch = opt->n_batch ? opt->n_batch : 256;
     if (m->n_batch > m->n_ctx) m->n_batch = m->n_ctx;
-    if ((st = alloc_runtime(m)) || (st = kiln_pool_create(opt->n_threads, &m->pool))) goto fail;
+    if ((st = alloc_runtime(m, opt->max_runtime_bytes)) || (st = kiln_pool_create(opt->n_threads, &m->pool))) goto fail;
     *out = m;
     return KILN_OK;
 fail:
@@ -94,6 +109,7 @@ void kiln_llama_free(kiln_llama *m) {
 
 const kiln_llama_config *kiln_llama_get_config(const kiln_llama *m) { return &m->cfg; }
 int kiln_llama_n_ctx(const kiln_llama *m) { return m->n_ctx; }
+size_t kiln_llama_runtime_bytes(const kiln_llama *m) { return m->runtime_bytes; }
 const char *kiln_llama_format(const kiln_llama *m) { return m->format; }
 const kiln_gguf *kiln_llama_gguf(const kiln_llama *m) { return m->gguf; }
 

@@ -45,6 +45,7 @@ typedef struct {
     int n_ctx;         /* 0: min(n_ctx_train, 4096) */
     int n_threads;     /* 0: all cores */
     int n_batch;       /* 0: 256 tokens per forward chunk */
+    size_t max_runtime_bytes; /* 0: no limit on KV cache + activations (else KILN_ERR_CAPACITY) */
 } kiln_llama_options;
 
 /* Loads the model. On success *out is owned by the caller (kiln_llama_free). Errors
@@ -54,6 +55,8 @@ void kiln_llama_free(kiln_llama *m);
 
 const kiln_llama_config *kiln_llama_get_config(const kiln_llama *m);
 int kiln_llama_n_ctx(const kiln_llama *m);
+/* Bytes of the KV cache and activation buffers. */
+size_t kiln_llama_runtime_bytes(const kiln_llama *m);
 /* The file kind the model came from: "gguf", "safetensors" or "llama2c". */
 const char *kiln_llama_format(const kiln_llama *m);
 /* The GGUF file (for its tokenizer metadata), or NULL for other formats. */

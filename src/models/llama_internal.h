@@ -37,6 +37,7 @@ struct kiln_llama {
 
     /* runtime */
     int n_ctx, n_batch;
+    size_t runtime_bytes;                   /* sum of the buffers below */
     kiln_pool *pool;
     float *k_cache, *v_cache;               /* (n_layer, n_ctx, n_head_kv*head_dim) */
     float *x, *xn, *q, *k, *v, *att, *gate, *up; /* per-batch activations (n_batch rows) */

@@ -9,11 +9,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <cjson/cJSON.h>
+
 #include "base/alloc.h"
 #include "base/buf.h"
+#include "base/mapfile.h"
 #include "base/status.h"
 #include "base/timer.h"
 #include "kiln.h"
+#include "formats/gguf.h"
 #include "formats/llama2c.h"
 #include "models/llama.h"
 #include "pipelines/sampler.h"
@@ -22,7 +26,9 @@
 
 struct kiln_llm {
     kiln_llama *model;
-    kiln_tokenizer *tok; /* NULL when the model came without one */
+    kiln_tokenizer *tok;  /* NULL when the model came without one */
+    char *chat_template;  /* NULL when the model has none */
+    char *bos_text, *eos_text;
 };
 
 /* ---- loading --------------------------------------------------------------------- */
@@ -134,12 +140,68 @@ kiln_status kiln_tokenizer_load(const char *model_path, const char *tokenizer_pa
     return st;
 }
 
+/* The chat template shipped with the model: GGUF metadata, or tokenizer_config.json in
+ * a Hugging Face folder (a plain string, or the entry named "default" of a list). */
+static kiln_status load_chat_template(kiln_llm *llm, const char *path) {
+    const kiln_gguf *g = kiln_llama_gguf(llm->model);
+    if (g) {
+        kiln_gguf_str s;
+        if (kiln_gguf_get_str(g, "tokenizer.chat_template", &s) && s.len) {
+            if (!(llm->chat_template = kiln_strndup(s.ptr, (size_t)s.len)))
+                return kiln_fail(KILN_ERR_NOMEM, "out of memory");
+        }
+        return KILN_OK;
+    }
+    if (!is_dir(path)) return KILN_OK;
+    kiln_buf f = {0};
+    kiln_status st = kiln_buf_printf(&f, "%s/tokenizer_config.json", path);
+    if (st || !file_exists(f.data)) {
+        kiln_buf_free(&f);
+        return st;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    st = kiln_read_file(f.data, 64u << 20, &text, &len);
+    kiln_buf_free(&f);
+    if (st) return st;
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "chat_template");
+    if (cJSON_IsArray(t)) {
+        const cJSON *e, *found = NULL;
+        cJSON_ArrayForEach(e, t) {
+            const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "name");
+            if (cJSON_IsString(name) && !strcmp(name->valuestring, "default"))
+                found = cJSON_GetObjectItemCaseSensitive(e, "template");
+        }
+        t = found;
+    }
+    if (cJSON_IsString(t) && !(llm->chat_template = kiln_strdup(t->valuestring)))
+        st = kiln_fail(KILN_ERR_NOMEM, "out of memory");
+    cJSON_Delete(root);
+    return st;
+}
+
+static kiln_status token_text(const kiln_tokenizer *tok, int32_t id, char **out) {
+    if (id < 0) return KILN_OK;
+    kiln_buf b = {0};
+    kiln_status st = kiln_tokenizer_piece(tok, id, &b);
+    if (!st) {
+        *out = b.data ? b.data : kiln_strdup("");
+        if (!*out) st = kiln_fail(KILN_ERR_NOMEM, "out of memory");
+    } else {
+        kiln_buf_free(&b);
+    }
+    return st;
+}
+
 kiln_status kiln_llm_load(const kiln_llm_options *opt, kiln_llm **out) {
     *out = NULL;
     if (!opt || !opt->path) return kiln_fail(KILN_ERR_INVALID_ARG, "no model path given");
     kiln_llm *llm = calloc(1, sizeof *llm);
     if (!llm) return kiln_fail(KILN_ERR_NOMEM, "out of memory");
-    kiln_llama_options mo = {.path = opt->path, .n_ctx = opt->n_ctx, .n_threads = opt->n_threads};
+    kiln_llama_options mo = {.path = opt->path, .n_ctx = opt->n_ctx, .n_threads = opt->n_threads,
+                             .max_runtime_bytes = opt->max_memory};
     kiln_status st = kiln_llama_load(&mo, &llm->model);
     if (!st) {
         int32_t n_vocab = kiln_llama_get_config(llm->model)->n_vocab;
@@ -149,6 +211,9 @@ kiln_status kiln_llm_load(const kiln_llm_options *opt, kiln_llm **out) {
             st = kiln_fail(KILN_ERR_FORMAT, "the tokenizer has %d tokens but the model only %d",
                            kiln_tokenizer_n_vocab(llm->tok), n_vocab);
     }
+    if (!st) st = load_chat_template(llm, opt->path);
+    if (!st && llm->tok) st = token_text(llm->tok, kiln_tokenizer_bos(llm->tok), &llm->bos_text);
+    if (!st && llm->tok) st = token_text(llm->tok, kiln_tokenizer_eos(llm->tok), &llm->eos_text);
     if (st) {
         kiln_llm_free(llm);
         return st;
@@ -161,7 +226,21 @@ void kiln_llm_free(kiln_llm *llm) {
     if (!llm) return;
     kiln_tokenizer_free(llm->tok);
     kiln_llama_free(llm->model);
+    free(llm->chat_template);
+    free(llm->bos_text);
+    free(llm->eos_text);
     free(llm);
+}
+
+size_t kiln_llm_memory(const kiln_llm *llm) { return kiln_llama_runtime_bytes(llm->model); }
+
+const char *kiln_llm_chat_template(const kiln_llm *llm) { return llm->chat_template; }
+
+const char *kiln_llm_token_text(const kiln_llm *llm, int32_t id) {
+    if (!llm->tok) return NULL;
+    if (id == kiln_tokenizer_bos(llm->tok)) return llm->bos_text;
+    if (id == kiln_tokenizer_eos(llm->tok)) return llm->eos_text;
+    return NULL;
 }
 
 void kiln_llm_get_info(const kiln_llm *llm, kiln_llm_info *info) {
@@ -250,8 +329,9 @@ typedef struct {
     bool stopped_by_callback;
 } emitter;
 
+/* Called once per token, with empty text too, so callers can count tokens and stop. */
 static void emit(emitter *e, kiln_buf *b) {
-    if (b->len && !e->stopped_by_callback && !e->fn(b->data, b->len, e->user)) e->stopped_by_callback = true;
+    if (!e->stopped_by_callback && !e->fn(b->data ? b->data : "", b->len, e->user)) e->stopped_by_callback = true;
     kiln_buf_clear(b);
 }
 
@@ -339,7 +419,7 @@ kiln_status kiln_llm_generate(kiln_llm *llm, const char *prompt, const kiln_samp
         if ((st = kiln_detok_flush(dt, &text))) goto done;
         kiln_stop_feed(stop, text.data ? text.data : "", text.len, &out);
         kiln_stop_flush(stop, &out);
-        emit(&em, &out);
+        if (out.len) emit(&em, &out); /* text held back at the end: not a new token */
     }
     stats->gen_seconds = kiln_time_now() - t1;
 done:

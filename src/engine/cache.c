@@ -1,0 +1,216 @@
+/*
+ * cache.c — loaded-model cache with a memory budget and keep-alive (see cache.h).
+ *
+ * A flat array of instances under one mutex: the number of loaded instances is small
+ * (a few models times the jobs running at once), so linear scans are the simple and
+ * fast choice. Loads happen under the lock, which keeps the budget arithmetic exact.
+ */
+#include "engine/cache.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/timer.h"
+
+typedef struct {
+    char *name;
+    kiln_llm *llm;
+    bool in_use;
+    double last_used, keep_alive, load_seconds;
+    int64_t weight_bytes, runtime_bytes;
+} instance;
+
+struct kiln_model_cache {
+    pthread_mutex_t mu;
+    int64_t budget;
+    int n_threads;
+    instance *v;
+    int n, cap;
+};
+
+kiln_status kiln_cache_create(int64_t budget_bytes, int n_threads, kiln_model_cache **out) {
+    kiln_model_cache *c = calloc(1, sizeof *c);
+    if (!c) return kiln_fail(KILN_ERR_NOMEM, "out of memory");
+    pthread_mutex_init(&c->mu, NULL);
+    c->budget = budget_bytes;
+    c->n_threads = n_threads;
+    *out = c;
+    return KILN_OK;
+}
+
+static void drop(kiln_model_cache *c, int i) {
+    kiln_llm_free(c->v[i].llm);
+    free(c->v[i].name);
+    c->v[i] = c->v[--c->n];
+}
+
+void kiln_cache_free(kiln_model_cache *c) {
+    if (!c) return;
+    while (c->n) drop(c, c->n - 1);
+    free(c->v);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+static bool name_loaded(const kiln_model_cache *c, const char *name) {
+    for (int i = 0; i < c->n; i++)
+        if (!strcmp(c->v[i].name, name)) return true;
+    return false;
+}
+
+/* Weights count once per model; each instance adds its KV cache and activations. */
+static int64_t used_bytes(const kiln_model_cache *c) {
+    int64_t sum = 0;
+    for (int i = 0; i < c->n; i++) {
+        bool first = true;
+        for (int j = 0; j < i; j++)
+            if (!strcmp(c->v[j].name, c->v[i].name)) first = false;
+        sum += c->v[i].runtime_bytes + (first ? c->v[i].weight_bytes : 0);
+    }
+    return sum;
+}
+
+/* Least recently used idle instance, -1 if none. */
+static int lru_idle(const kiln_model_cache *c) {
+    int best = -1;
+    for (int i = 0; i < c->n; i++)
+        if (!c->v[i].in_use && (best < 0 || c->v[i].last_used < c->v[best].last_used)) best = i;
+    return best;
+}
+
+static kiln_status load(kiln_model_cache *c, const kiln_model_spec *spec, kiln_llm **out, double *secs) {
+    for (;;) {
+        int64_t free_bytes = 0;
+        if (c->budget > 0) {
+            free_bytes = c->budget - used_bytes(c) - (name_loaded(c, spec->name) ? 0 : spec->weight_bytes);
+            if (free_bytes <= 0) {
+                int victim = lru_idle(c);
+                if (victim < 0) {
+                    if (spec->weight_bytes > c->budget)
+                        return kiln_fail(KILN_ERR_CAPACITY, "model '%s' needs %lld MiB for its weights; the memory "
+                                         "budget is %lld MiB", spec->name, (long long)(spec->weight_bytes >> 20),
+                                         (long long)(c->budget >> 20));
+                    return kiln_fail(KILN_ERR_CAPACITY, "model '%s' does not fit the memory budget now (%lld of "
+                                     "%lld MiB in use by running jobs)", spec->name,
+                                     (long long)(used_bytes(c) >> 20), (long long)(c->budget >> 20));
+                }
+                drop(c, victim);
+                continue;
+            }
+        }
+        kiln_llm_options o = {.path = spec->path, .tokenizer_path = spec->tokenizer_path, .n_ctx = spec->n_ctx,
+                              .n_threads = c->n_threads, .max_memory = (size_t)free_bytes};
+        double t0 = kiln_time_now();
+        kiln_status st = kiln_llm_load(&o, out);
+        *secs = kiln_time_now() - t0;
+        if (st != KILN_ERR_CAPACITY) return st;
+        int victim = lru_idle(c);
+        if (victim < 0) return kiln_fail_prefix(st, "model '%s'", spec->name);
+        drop(c, victim);
+    }
+}
+
+kiln_status kiln_cache_acquire(kiln_model_cache *c, const kiln_model_spec *spec, kiln_llm **out, bool *loaded,
+                               double *load_seconds) {
+    *out = NULL;
+    if (loaded) *loaded = false;
+    if (load_seconds) *load_seconds = 0;
+    pthread_mutex_lock(&c->mu);
+    kiln_status st = KILN_OK;
+    for (int i = 0; i < c->n; i++) {
+        if (!c->v[i].in_use && !strcmp(c->v[i].name, spec->name)) {
+            c->v[i].in_use = true;
+            *out = c->v[i].llm;
+            goto done;
+        }
+    }
+    if (c->n == c->cap) {
+        int nc = c->cap ? c->cap * 2 : 8;
+        instance *nv = realloc(c->v, (size_t)nc * sizeof *nv);
+        if (!nv) {
+            st = kiln_fail(KILN_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        c->v = nv;
+        c->cap = nc;
+    }
+    kiln_llm *llm = NULL;
+    double secs = 0;
+    char *name = kiln_strdup(spec->name);
+    if (!name) st = kiln_fail(KILN_ERR_NOMEM, "out of memory");
+    else st = load(c, spec, &llm, &secs);
+    if (st) {
+        free(name);
+        goto done;
+    }
+    c->v[c->n++] = (instance){name, llm, true, kiln_time_now(), spec->keep_alive, secs, spec->weight_bytes,
+                              (int64_t)kiln_llm_memory(llm)};
+    *out = llm;
+    if (loaded) *loaded = true;
+    if (load_seconds) *load_seconds = secs;
+done:
+    pthread_mutex_unlock(&c->mu);
+    return st;
+}
+
+void kiln_cache_release(kiln_model_cache *c, kiln_llm *llm) {
+    if (!llm) return;
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < c->n; i++) {
+        if (c->v[i].llm == llm) {
+            c->v[i].in_use = false;
+            c->v[i].last_used = kiln_time_now();
+            if (c->v[i].keep_alive == 0) drop(c, i);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+int kiln_cache_reap(kiln_model_cache *c) {
+    int n = 0;
+    double now = kiln_time_now();
+    pthread_mutex_lock(&c->mu);
+    for (int i = c->n - 1; i >= 0; i--) {
+        instance *in = &c->v[i];
+        if (!in->in_use && in->keep_alive >= 0 && now - in->last_used >= in->keep_alive) {
+            drop(c, i);
+            n++;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+int64_t kiln_cache_bytes(kiln_model_cache *c) {
+    pthread_mutex_lock(&c->mu);
+    int64_t b = used_bytes(c);
+    pthread_mutex_unlock(&c->mu);
+    return b;
+}
+
+int kiln_cache_list(kiln_model_cache *c, kiln_cache_entry_info *out, int max) {
+    int n = 0;
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < c->n; i++) {
+        int k = 0;
+        while (k < n && strcmp(out[k].name, c->v[i].name)) k++;
+        if (k == n) {
+            if (n == max) continue;
+            memset(&out[n], 0, sizeof out[n]);
+            snprintf(out[n].name, sizeof out[n].name, "%s", c->v[i].name);
+            out[n].bytes = c->v[i].weight_bytes;
+            n++;
+        }
+        out[k].instances++;
+        out[k].in_use += c->v[i].in_use;
+        out[k].bytes += c->v[i].runtime_bytes;
+        out[k].load_seconds = c->v[i].load_seconds;
+        if (c->v[i].last_used > out[k].last_used) out[k].last_used = c->v[i].last_used;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
