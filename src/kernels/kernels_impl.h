@@ -32,11 +32,16 @@ typedef enum { KILN_ISA_REF = 0, KILN_ISA_AVX2 = 1, KILN_ISA_AVX512 = 2, KILN_IS
 /*
  * The activations (x) a micro kernel reads, all rows of one matmul call.
  * Float weight types read f (n rows of k floats, f_stride floats apart).
- * Q8_0/Q4_0 weights read the Q8_0 copy of x that the driver makes once per call:
+ * Integer (quantized) weight types read the Q8_0 copy of x that the driver makes once
+ * per call:
  * the same numbers as llama.cpp's block_q8_0 (32 int8 and one fp16 scale per block)
  * but split into two arrays so that SIMD code can load 64 consecutive quants:
  *   qs: row i at qs + i*qs_stride, k int8 (qs_stride a multiple of 64, 64-byte aligned)
  *   d:  row i at d + i*d_stride, k/32 floats, each the exact value of the fp16 scale.
+ *   bs: row i at bs + i*bs_stride, k/16 sums of 16 consecutive int8 quants (exact), for
+ *       types whose blocks carry a minimum / offset (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K):
+ *       sum(x) over 16 elements is d[j/2] * bs[j]. Only filled when the weight type
+ *       needs it (kiln_type_needs_sums); NULL otherwise.
  */
 typedef struct {
     const float *f;
@@ -45,6 +50,8 @@ typedef struct {
     size_t qs_stride;
     const float *d;
     size_t d_stride;
+    const int16_t *bs;
+    size_t bs_stride;
 } kiln_act;
 
 /*
@@ -59,9 +66,19 @@ typedef void (*kiln_mm_fn)(int64_t k, const void *w, size_t w_stride, int nr, co
  * bit-exact with llama.cpp's quantize_row_q8_0_ref. */
 typedef void (*kiln_quant_act_fn)(const float *x, int8_t *qs, float *d, int64_t k);
 
+/* Row conversions of one type (n a multiple of its block size). quant follows
+ * llama.cpp's reference quantizer for the type (same block layout; for K-quants the
+ * same algorithm family, see the family's file). */
+typedef void (*kiln_dequant_fn)(const void *src, float *dst, int64_t n);
+typedef void (*kiln_quant_fn)(const float *src, void *dst, int64_t n);
+
 typedef struct {
     const char *name;
-    kiln_mm_fn mm_f32, mm_f16, mm_bf16, mm_q8_0, mm_q4_0;
+    /* micro kernel per weight type (NULL: matmul does not support the type) */
+    kiln_mm_fn mm[KILN_DTYPE_COUNT];
+    /* conversions (filled by the reference level only; SIMD levels leave them) */
+    kiln_dequant_fn dequant[KILN_DTYPE_COUNT];
+    kiln_quant_fn quant[KILN_DTYPE_COUNT];
     kiln_quant_act_fn quant_act;
     float (*dot)(const float *a, const float *b, int64_t n);
     void (*axpy)(float *y, float a, const float *x, int64_t n);
@@ -71,8 +88,21 @@ typedef struct {
     void (*swiglu)(float *out, const float *gate, const float *up, int64_t n);
 } kiln_kernel_table;
 
+/* Whether matmul quantizes activations to Q8_0 for weights of type t (every
+ * integer type) and whether their kernels read the 16-element sums (act.bs). */
+bool kiln_type_quantized(kiln_dtype t);
+bool kiln_type_needs_sums(kiln_dtype t);
+
 /* Fill a table: the reference sets every entry, the others overlay theirs. */
 void kiln_kernels_fill_ref(kiln_kernel_table *t);
+/* Families of quantized types, one file per family and level (ref/, x86/). Each fills
+ * mm[] (and, at the reference level, dequant[] and quant[]) for its types. */
+void kiln_ref_fill_legacy(kiln_kernel_table *t);   /* Q4_1, Q5_0, Q5_1 */
+void kiln_ref_fill_kquants(kiln_kernel_table *t);  /* Q2_K, Q3_K, Q4_K, Q5_K, Q6_K */
+void kiln_avx2_fill_legacy(kiln_kernel_table *t);
+void kiln_avx2_fill_kquants(kiln_kernel_table *t);
+void kiln_avx512_fill_legacy(kiln_kernel_table *t);
+void kiln_avx512_fill_kquants(kiln_kernel_table *t);
 void kiln_kernels_fill_avx2(kiln_kernel_table *t);
 void kiln_kernels_fill_avx512(kiln_kernel_table *t);
 /* The element-wise halves of the SIMD fills (x86/ops_*.c). */
@@ -94,6 +124,8 @@ kiln_status kiln_matmul_with(const kiln_kernel_table *t, const kiln_tensor *w, c
 uint16_t kiln_ref_quant_block_q8_0(const float *x, int8_t *q);
 /* The reference kiln_quant_act_fn (the other variants must match it bit for bit). */
 void kiln_ref_quant_act(const float *x, int8_t *qs, float *d, int64_t k);
+/* F32, F16, BF16, Q8_0, Q4_0 conversions (quant_ref.c). */
+void kiln_ref_fill_conversions(kiln_kernel_table *t);
 
 /* Reference ops (ref/ops_ref.c); SIMD variants fall back to them for short tails. */
 float kiln_ref_dot(const float *a, const float *b, int64_t n);

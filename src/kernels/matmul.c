@@ -1,10 +1,10 @@
 /*
  * matmul.c — the kiln_matmul driver: y (n, m) = x (n, k) · wᵀ, w (m, k) of type
- * F32, F16, BF16, Q8_0 or Q4_0.
+ * any type the kernel table has a micro kernel for.
  *
  * Steps:
  *  1. Check the weight view (2-D, rows of whole blocks, element stride = type size).
- *  2. For Q8_0/Q4_0 weights, quantize every row of x once to Q8_0 (the variant's
+ *  2. For quantized weights, quantize every row of x once to Q8_0 (the variant's
  *     quant_act, bit-exact with llama.cpp's quantize_row_q8_0_ref) into one scratch
  *     block of about 1.13·n·k bytes, freed before returning. Float weight types
  *     read x as it is and need no scratch.
@@ -29,18 +29,19 @@
 #include "kernels/kernels_impl.h"
 
 bool kiln_matmul_supports(kiln_dtype t) {
-    return t == KILN_F32 || t == KILN_F16 || t == KILN_BF16 || t == KILN_Q8_0 || t == KILN_Q4_0;
+    return (unsigned)t < KILN_DTYPE_COUNT && kiln_kernels_table(KILN_ISA_REF)->mm[t] != NULL;
+}
+
+bool kiln_type_quantized(kiln_dtype t) {
+    return t != KILN_F32 && t != KILN_F16 && t != KILN_BF16;
+}
+
+bool kiln_type_needs_sums(kiln_dtype t) {
+    return t == KILN_Q4_1 || t == KILN_Q5_1 || t == KILN_Q2_K || t == KILN_Q4_K || t == KILN_Q5_K;
 }
 
 static kiln_mm_fn kernel_for(const kiln_kernel_table *t, kiln_dtype type) {
-    switch (type) {
-    case KILN_F32: return t->mm_f32;
-    case KILN_F16: return t->mm_f16;
-    case KILN_BF16: return t->mm_bf16;
-    case KILN_Q8_0: return t->mm_q8_0;
-    case KILN_Q4_0: return t->mm_q4_0;
-    default: return NULL;
-    }
+    return (unsigned)type < KILN_DTYPE_COUNT ? t->mm[type] : NULL;
 }
 
 typedef struct {
@@ -56,12 +57,21 @@ typedef struct {
     const float *x;
     int8_t *qs;
     float *d;
+    int16_t *bs;
 } mm_job;
 
 static void quant_task(void *ctx, int64_t i) {
     mm_job *j = ctx;
-    j->quant(j->x + (size_t)i * (size_t)j->k, j->qs + (size_t)i * j->act.qs_stride, j->d + (size_t)i * j->act.d_stride,
-             j->k);
+    int8_t *qs = j->qs + (size_t)i * j->act.qs_stride;
+    j->quant(j->x + (size_t)i * (size_t)j->k, qs, j->d + (size_t)i * j->act.d_stride, j->k);
+    if (j->bs) { /* exact integer sums of 16 quants, for types with block minimums */
+        int16_t *bs = j->bs + (size_t)i * j->act.bs_stride;
+        for (int64_t g = 0; g < j->k / 16; g++) {
+            int s = 0;
+            for (int e = 0; e < 16; e++) s += qs[g * 16 + e];
+            bs[g] = (int16_t)s;
+        }
+    }
 }
 
 static void mm_task(void *ctx, int64_t t) {
@@ -127,13 +137,17 @@ kiln_status kiln_matmul_with(const kiln_kernel_table *t, const kiln_tensor *w, c
     j.act.f_stride = (size_t)k;
 
     void *scratch = NULL;
-    if (w->type == KILN_Q8_0 || w->type == KILN_Q4_0) {
-        /* (n, k) int8 quants, rows padded to 64 bytes, then (n, k/32) float scales. */
+    if (kiln_type_quantized(w->type)) {
+        /* (n, k) int8 quants, rows padded to 64 bytes, then (n, k/32) float scales,
+         * then (n, k/16) int16 sums when the type needs them. */
         const size_t qs_stride = ((size_t)k + 63) & ~(size_t)63;
         const size_t nblk = (size_t)k / KILN_QK8_0;
-        size_t qs_bytes, d_bytes, total;
+        const bool sums = kiln_type_needs_sums(w->type);
+        size_t qs_bytes, d_bytes, bs_bytes = 0, total;
         if (!kiln_mul_ok((size_t)n, qs_stride, &qs_bytes) || !kiln_mul_ok((size_t)n, nblk, &d_bytes) ||
-            !kiln_mul_ok(d_bytes, sizeof(float), &d_bytes) || !kiln_add_ok(qs_bytes, d_bytes, &total))
+            !kiln_mul_ok(d_bytes, sizeof(float), &d_bytes) ||
+            (sums && !kiln_mul_ok((size_t)n, 2 * nblk * sizeof(int16_t), &bs_bytes)) ||
+            !kiln_add_ok(qs_bytes, d_bytes, &total) || !kiln_add_ok(total, bs_bytes, &total))
             return kiln_fail(KILN_ERR_NOMEM, "matmul: activation scratch size overflows (n %lld, k %lld)",
                              (long long)n, (long long)k);
         scratch = kiln_aligned_alloc(64, total);
@@ -146,6 +160,11 @@ kiln_status kiln_matmul_with(const kiln_kernel_table *t, const kiln_tensor *w, c
         j.act.qs_stride = qs_stride;
         j.act.d = j.d;
         j.act.d_stride = nblk;
+        if (sums) {
+            j.bs = (int16_t *)(void *)((uint8_t *)scratch + qs_bytes + d_bytes); /* 4-byte aligned */
+            j.act.bs = j.bs;
+            j.act.bs_stride = 2 * nblk;
+        }
         kiln_pool_for(n > 1 ? pool : NULL, n, quant_task, &j);
     }
 

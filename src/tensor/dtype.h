@@ -67,6 +67,78 @@ typedef struct {
     int8_t qs[KILN_QK8_0];
 } kiln_block_q8_0;
 
+/* Q4_1: x = d * q + m, q in 0..15 (nibbles as Q4_0). */
+typedef struct {
+    uint16_t d, m;               /* scale and minimum, fp16 */
+    uint8_t qs[16];
+} kiln_block_q4_1;
+
+/* Q5_0: x = d * (q - 16), q 5 bits: low nibbles as Q4_0, bit 4 of element j in bit j
+ * of qh (little-endian uint32). */
+typedef struct {
+    uint16_t d;
+    uint8_t qh[4];
+    uint8_t qs[16];
+} kiln_block_q5_0;
+
+/* Q5_1: x = d * q + m, q 5 bits as Q5_0. */
+typedef struct {
+    uint16_t d, m;
+    uint8_t qh[4];
+    uint8_t qs[16];
+} kiln_block_q5_1;
+
+/* K-quants: super-blocks of 256 elements (layouts as GGUF/ggml define them). */
+#define KILN_QK_K 256
+
+/* Q2_K: 16 sub-blocks of 16; scales[i] = 4-bit scale (low) | 4-bit min (high);
+ * x = d * sc * q - dmin * m, q 2 bits. */
+typedef struct {
+    uint8_t scales[16];
+    uint8_t qs[64];
+    uint16_t d, dmin;
+} kiln_block_q2_k;
+
+/* Q3_K: 16 sub-blocks of 16 with 6-bit scales packed in 12 bytes; q 2 low bits in
+ * qs, the high bit in hmask (set means no subtraction of 4). */
+typedef struct {
+    uint8_t hmask[32];
+    uint8_t qs[64];
+    uint8_t scales[12];
+    uint16_t d;
+} kiln_block_q3_k;
+
+/* Q4_K: 8 sub-blocks of 32 with 6-bit scales and mins packed in 12 bytes;
+ * x = d * sc * q - dmin * m, q 4 bits. */
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[12];
+    uint8_t qs[128];
+} kiln_block_q4_k;
+
+/* Q5_K: as Q4_K with a fifth bit per element in qh. */
+typedef struct {
+    uint16_t d, dmin;
+    uint8_t scales[12];
+    uint8_t qh[32];
+    uint8_t qs[128];
+} kiln_block_q5_k;
+
+/* Q6_K: 16 sub-blocks of 16 with int8 scales; q 6 bits (4 in ql, 2 in qh), x = d * sc * (q - 32). */
+typedef struct {
+    uint8_t ql[128];
+    uint8_t qh[64];
+    int8_t scales[16];
+    uint16_t d;
+} kiln_block_q6_k;
+
+_Static_assert(sizeof(kiln_block_q4_0) == 18 && sizeof(kiln_block_q8_0) == 34, "Q4_0/Q8_0 layout");
+_Static_assert(sizeof(kiln_block_q4_1) == 20 && sizeof(kiln_block_q5_0) == 22 && sizeof(kiln_block_q5_1) == 24,
+               "legacy layouts");
+_Static_assert(sizeof(kiln_block_q2_k) == 84 && sizeof(kiln_block_q3_k) == 110 && sizeof(kiln_block_q4_k) == 144 &&
+                   sizeof(kiln_block_q5_k) == 176 && sizeof(kiln_block_q6_k) == 210,
+               "K-quant layouts");
+
 /* ---- half-precision conversions --------------------------------------------- */
 
 float kiln_fp16_to_f32(uint16_t h);

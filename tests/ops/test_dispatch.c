@@ -40,7 +40,10 @@ int main(int argc, char **argv) {
             best = l;
             CHECK(strcmp(t->name, names[l]) == 0);
             /* every table is complete */
-            CHECK(t->mm_f32 && t->mm_f16 && t->mm_bf16 && t->mm_q8_0 && t->mm_q4_0 && t->quant_act);
+            const kiln_kernel_table *ref = kiln_kernels_table(KILN_ISA_REF);
+            for (int ty = 0; ty < KILN_DTYPE_COUNT; ty++) /* every type the reference has */
+                CHECK_MSG(!ref->mm[ty] == !t->mm[ty], "%s lacks %s", t->name, kiln_dtype_name(ty));
+            CHECK(t->quant_act);
             CHECK(t->dot && t->axpy && t->add && t->rmsnorm && t->softmax && t->swiglu);
         }
     }

@@ -28,12 +28,25 @@
 #define SENT 16
 static const uint32_t SENTINEL = 0x7fc0dead; /* a NaN no kernel produces */
 
-static const kiln_dtype TYPES[] = {KILN_F32, KILN_F16, KILN_BF16, KILN_Q8_0, KILN_Q4_0};
-static const int64_t KS[] = {32, 64, 96, 4096 + 32};
+/* Every weight type the reference multiplies, float types first (filled in main). */
+static kiln_dtype TYPES[KILN_DTYPE_COUNT];
+static size_t N_TYPES;
+/* k values; a type uses those that are whole numbers of its blocks (256 for K-quants). */
+static const int64_t KS[] = {32, 64, 96, 256, 768, 4096 + 32, 4096 + 256};
 static const int64_t MS[] = {1, 3, 17, 64};
 static const int64_t NS[] = {1, 2, 5, 33};
 
-static bool is_quant(kiln_dtype t) { return t == KILN_Q8_0 || t == KILN_Q4_0; }
+static bool is_quant(kiln_dtype t) { return kiln_type_quantized(t); }
+
+static void collect_types(void) {
+    const kiln_kernel_table *ref = kiln_kernels_table(KILN_ISA_REF);
+    const kiln_dtype first[] = {KILN_F32, KILN_F16, KILN_BF16};
+    for (size_t i = 0; i < 3; i++) TYPES[N_TYPES++] = first[i];
+    for (int t = 0; t < KILN_DTYPE_COUNT; t++)
+        if (ref->mm[t] && t != KILN_F32 && t != KILN_F16 && t != KILN_BF16) TYPES[N_TYPES++] = (kiln_dtype)t;
+}
+
+static int block_of(kiln_dtype t) { return kiln_dtype_get(t)->block_size; }
 
 typedef struct {
     kiln_tensor w;
@@ -126,12 +139,13 @@ static void test_variants(void) {
     kiln_rng_seed(&rng, 1234);
     const kiln_kernel_table *ref = kiln_kernels_table(KILN_ISA_REF);
     double worst[KILN_ISA_COUNT][2] = {{0}};
-    for (size_t ti = 0; ti < sizeof TYPES / sizeof TYPES[0]; ti++)
+    for (size_t ti = 0; ti < N_TYPES; ti++)
         for (size_t ki = 0; ki < sizeof KS / sizeof KS[0]; ki++)
             for (size_t mi = 0; mi < sizeof MS / sizeof MS[0]; mi++)
                 for (size_t ni = 0; ni < sizeof NS / sizeof NS[0]; ni++) {
                     const kiln_dtype t = TYPES[ti];
                     const int64_t k = KS[ki], m = MS[mi], n = NS[ni];
+                    if (k % block_of(t)) continue;
                     if (k > 4096 && n > 5 && m > 17) continue; /* keep the run short */
                     problem p;
                     problem_make(&p, t, k, m, n, &rng);
@@ -184,8 +198,8 @@ static void test_determinism(void) {
     CHECK_OK(kiln_pool_create(1, &p1));
     CHECK_OK(kiln_pool_create(2, &p2));
     CHECK_OK(kiln_pool_create(3, &p3));
-    for (size_t ti = 0; ti < sizeof TYPES / sizeof TYPES[0]; ti++) {
-        const int64_t k = 256 + 32, m = 203, n = 7;
+    for (size_t ti = 0; ti < N_TYPES; ti++) {
+        const int64_t k = block_of(TYPES[ti]) > 32 ? 768 : 256 + 32, m = 203, n = 7;
         problem p;
         problem_make(&p, TYPES[ti], k, m, n, &rng);
         for (int l = 0; l < KILN_ISA_COUNT; l++) {
@@ -277,11 +291,12 @@ static void test_strided_rows(void) {
 static void test_misaligned(void) {
     kiln_rng rng;
     kiln_rng_seed(&rng, 17);
-    for (size_t ti = 0; ti < sizeof TYPES / sizeof TYPES[0]; ti++) {
+    for (size_t ti = 0; ti < N_TYPES; ti++) {
         problem p;
-        problem_make(&p, TYPES[ti], 96, 9, 2, &rng);
+        const int64_t k = block_of(TYPES[ti]) > 32 ? 256 : 96;
+        problem_make(&p, TYPES[ti], k, 9, 2, &rng);
         size_t row;
-        kiln_dtype_row_bytes(TYPES[ti], 96, &row);
+        kiln_dtype_row_bytes(TYPES[ti], k, &row);
         uint8_t *odd = malloc(row * 9 + 1);
         memcpy(odd + 1, p.data, row * 9);
         kiln_tensor t = p.w;
@@ -302,11 +317,11 @@ static void test_misaligned(void) {
 static void test_errors(void) {
     float x[64] = {0}, y[4];
     uint8_t data[1024] = {0};
-    kiln_tensor t = {.type = KILN_Q4_1, .n_dims = 2, .ne = {32, 1, 1, 1}, .data = data};
+    kiln_tensor t = {.type = KILN_Q8_1, .n_dims = 2, .ne = {32, 1, 1, 1}, .data = data};
     size_t total;
     kiln_tensor_set_contiguous(&t, &total);
-    CHECK(kiln_matmul(&t, x, 1, y, NULL) == KILN_ERR_UNSUPPORTED);
-    CHECK(!kiln_matmul_supports(KILN_Q4_1) && kiln_matmul_supports(KILN_Q4_0) && kiln_matmul_supports(KILN_BF16));
+    CHECK(kiln_matmul(&t, x, 1, y, NULL) == KILN_ERR_UNSUPPORTED); /* an activation-only type */
+    CHECK(!kiln_matmul_supports(KILN_Q8_1) && kiln_matmul_supports(KILN_Q4_0) && kiln_matmul_supports(KILN_BF16));
     t.type = KILN_Q8_0;
     t.ne[0] = 48; /* not a whole number of blocks */
     CHECK(kiln_matmul(&t, x, 1, y, NULL) == KILN_ERR_INVALID_ARG);
@@ -326,6 +341,7 @@ static void test_errors(void) {
 
 int main(void) {
     printf("kernels: %s\n", kiln_kernels_isa());
+    collect_types();
     test_variants();
     test_determinism();
     test_f32_odd_k();

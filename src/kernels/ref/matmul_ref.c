@@ -110,11 +110,14 @@ static void mm_q4_0(int64_t k, const void *w, size_t w_stride, int nr, const kil
 
 void kiln_kernels_fill_ref(kiln_kernel_table *t) {
     t->name = "ref";
-    t->mm_f32 = mm_f32;
-    t->mm_f16 = mm_f16;
-    t->mm_bf16 = mm_bf16;
-    t->mm_q8_0 = mm_q8_0;
-    t->mm_q4_0 = mm_q4_0;
+    t->mm[KILN_F32] = mm_f32;
+    t->mm[KILN_F16] = mm_f16;
+    t->mm[KILN_BF16] = mm_bf16;
+    t->mm[KILN_Q8_0] = mm_q8_0;
+    t->mm[KILN_Q4_0] = mm_q4_0;
+    kiln_ref_fill_conversions(t);
+    kiln_ref_fill_legacy(t);
+    kiln_ref_fill_kquants(t);
     t->quant_act = kiln_ref_quant_act;
     t->dot = kiln_ref_dot;
     t->axpy = kiln_ref_axpy;

@@ -97,10 +97,69 @@ static void dequantize_q4_0(const kiln_block_q4_0 *x, float *y, int64_t nb) {
     }
 }
 
-/* Checks t is convertible and n a non-negative multiple of its block size. */
+static void dequant_f32(const void *src, float *dst, int64_t n) {
+    if (n) memmove(dst, src, (size_t)n * sizeof(float));
+}
+
+static void dequant_f16(const void *src, float *dst, int64_t n) {
+    const uint8_t *s = src;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, s + 2 * i, 2);
+        dst[i] = kiln_fp16_to_f32(h);
+    }
+}
+
+static void dequant_bf16(const void *src, float *dst, int64_t n) {
+    const uint8_t *s = src;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, s + 2 * i, 2);
+        dst[i] = kiln_bf16_to_f32(h);
+    }
+}
+
+static void dequant_q8_0(const void *src, float *dst, int64_t n) { dequantize_q8_0(src, dst, n / KILN_QK8_0); }
+static void dequant_q4_0(const void *src, float *dst, int64_t n) { dequantize_q4_0(src, dst, n / KILN_QK4_0); }
+
+static void quant_f32(const float *src, void *dst, int64_t n) {
+    if (n) memmove(dst, src, (size_t)n * sizeof(float));
+}
+
+static void quant_f16(const float *src, void *dst, int64_t n) {
+    uint8_t *d = dst;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h = kiln_f32_to_fp16(src[i]);
+        memcpy(d + 2 * i, &h, 2);
+    }
+}
+
+static void quant_bf16(const float *src, void *dst, int64_t n) {
+    uint8_t *d = dst;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h = kiln_f32_to_bf16(src[i]);
+        memcpy(d + 2 * i, &h, 2);
+    }
+}
+
+static void quant_q8_0(const float *src, void *dst, int64_t n) { quantize_q8_0(src, dst, n / KILN_QK8_0); }
+static void quant_q4_0(const float *src, void *dst, int64_t n) { quantize_q4_0(src, dst, n / KILN_QK4_0); }
+
+void kiln_ref_fill_conversions(kiln_kernel_table *t) {
+    t->dequant[KILN_F32] = dequant_f32;
+    t->dequant[KILN_F16] = dequant_f16;
+    t->dequant[KILN_BF16] = dequant_bf16;
+    t->dequant[KILN_Q8_0] = dequant_q8_0;
+    t->dequant[KILN_Q4_0] = dequant_q4_0;
+    t->quant[KILN_F32] = quant_f32;
+    t->quant[KILN_F16] = quant_f16;
+    t->quant[KILN_BF16] = quant_bf16;
+    t->quant[KILN_Q8_0] = quant_q8_0;
+    t->quant[KILN_Q4_0] = quant_q4_0;
+}
+
+/* Checks n is a non-negative multiple of t's block size. */
 static kiln_status check_row(kiln_dtype t, int64_t n, const char *what) {
-    if (t != KILN_F32 && t != KILN_F16 && t != KILN_BF16 && t != KILN_Q8_0 && t != KILN_Q4_0)
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: type %s is not supported", what, kiln_dtype_name(t));
     int bs = kiln_dtype_get(t)->block_size;
     if (n < 0 || n % bs != 0)
         return kiln_fail(KILN_ERR_INVALID_ARG, "%s: %lld elements is not a multiple of the %s block size %d",
@@ -109,59 +168,21 @@ static kiln_status check_row(kiln_dtype t, int64_t n, const char *what) {
 }
 
 kiln_status kiln_dequantize_row(kiln_dtype t, const void *src, float *dst, int64_t n) {
+    const kiln_kernel_table *ref = kiln_kernels_table(KILN_ISA_REF);
+    if ((unsigned)t >= KILN_DTYPE_COUNT || !ref->dequant[t])
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "dequantize: type %s is not supported", kiln_dtype_name(t));
     kiln_status st = check_row(t, n, "dequantize");
-    if (st != KILN_OK) return st;
-    const uint8_t *s = src;
-    switch (t) {
-    case KILN_F32:
-        if (n) memmove(dst, src, (size_t)n * sizeof(float));
-        break;
-    case KILN_F16:
-        for (int64_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, s + 2 * i, 2);
-            dst[i] = kiln_fp16_to_f32(h);
-        }
-        break;
-    case KILN_BF16:
-        for (int64_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, s + 2 * i, 2);
-            dst[i] = kiln_bf16_to_f32(h);
-        }
-        break;
-    case KILN_Q8_0: dequantize_q8_0(src, dst, n / KILN_QK8_0); break;
-    case KILN_Q4_0: dequantize_q4_0(src, dst, n / KILN_QK4_0); break;
-    default: break; /* excluded by check_row */
-    }
-    return KILN_OK;
+    if (!st) ref->dequant[t](src, dst, n);
+    return st;
 }
 
 kiln_status kiln_quantize_row(kiln_dtype t, const float *src, void *dst, int64_t n) {
+    const kiln_kernel_table *ref = kiln_kernels_table(KILN_ISA_REF);
+    if ((unsigned)t >= KILN_DTYPE_COUNT || !ref->quant[t])
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "quantize: type %s is not supported", kiln_dtype_name(t));
     kiln_status st = check_row(t, n, "quantize");
-    if (st != KILN_OK) return st;
-    uint8_t *d = dst;
-    switch (t) {
-    case KILN_F32:
-        if (n) memmove(dst, src, (size_t)n * sizeof(float));
-        break;
-    case KILN_F16:
-        for (int64_t i = 0; i < n; i++) {
-            uint16_t h = kiln_f32_to_fp16(src[i]);
-            memcpy(d + 2 * i, &h, 2);
-        }
-        break;
-    case KILN_BF16:
-        for (int64_t i = 0; i < n; i++) {
-            uint16_t h = kiln_f32_to_bf16(src[i]);
-            memcpy(d + 2 * i, &h, 2);
-        }
-        break;
-    case KILN_Q8_0: quantize_q8_0(src, dst, n / KILN_QK8_0); break;
-    case KILN_Q4_0: quantize_q4_0(src, dst, n / KILN_QK4_0); break;
-    default: break;
-    }
-    return KILN_OK;
+    if (!st) ref->quant[t](src, dst, n);
+    return st;
 }
 
 /* Reference activation quantization (kiln_quant_act_fn): the same numbers as

@@ -176,10 +176,12 @@ DEFINE_MM(mm_q4_0, CALL_Q, K_Q4_0)
 
 void kiln_kernels_fill_avx2(kiln_kernel_table *t) {
     t->name = "avx2";
-    t->mm_f32 = mm_f32;
-    t->mm_f16 = mm_f16;
-    t->mm_bf16 = mm_bf16;
-    t->mm_q8_0 = mm_q8_0;
-    t->mm_q4_0 = mm_q4_0;
+    t->mm[KILN_F32] = mm_f32;
+    t->mm[KILN_F16] = mm_f16;
+    t->mm[KILN_BF16] = mm_bf16;
+    t->mm[KILN_Q8_0] = mm_q8_0;
+    t->mm[KILN_Q4_0] = mm_q4_0;
+    kiln_avx2_fill_legacy(t);
+    kiln_avx2_fill_kquants(t);
     kiln_avx2_fill_ops(t);
 }

@@ -226,11 +226,13 @@ static void quant_act(const float *x, int8_t *qs, float *d, int64_t k) {
 
 void kiln_kernels_fill_avx512(kiln_kernel_table *t) {
     t->name = "avx512";
-    t->mm_f32 = mm_f32;
-    t->mm_f16 = mm_f16;
-    t->mm_bf16 = mm_bf16;
-    t->mm_q8_0 = mm_q8_0;
-    t->mm_q4_0 = mm_q4_0;
+    t->mm[KILN_F32] = mm_f32;
+    t->mm[KILN_F16] = mm_f16;
+    t->mm[KILN_BF16] = mm_bf16;
+    t->mm[KILN_Q8_0] = mm_q8_0;
+    t->mm[KILN_Q4_0] = mm_q4_0;
+    kiln_avx512_fill_legacy(t);
+    kiln_avx512_fill_kquants(t);
     t->quant_act = quant_act;
     kiln_avx512_fill_ops(t);
 }
