@@ -97,12 +97,15 @@ bool kiln_type_needs_sums(kiln_dtype t);
 void kiln_kernels_fill_ref(kiln_kernel_table *t);
 /* Families of quantized types, one file per family and level (ref/, x86/). Each fills
  * mm[] (and, at the reference level, dequant[] and quant[]) for its types. */
-void kiln_ref_fill_legacy(kiln_kernel_table *t);   /* Q4_1, Q5_0, Q5_1 */
-void kiln_ref_fill_kquants(kiln_kernel_table *t);  /* Q2_K, Q3_K, Q4_K, Q5_K, Q6_K */
+void kiln_ref_fill_legacy(kiln_kernel_table *t);   /* Q4_1, Q5_0, Q5_1 (legacy_*.c) */
+void kiln_ref_fill_kquants(kiln_kernel_table *t);  /* Q4_K, Q5_K, Q6_K (kquants_*.c) */
+void kiln_ref_fill_klow(kiln_kernel_table *t);     /* Q2_K, Q3_K (klow_*.c) */
 void kiln_avx2_fill_legacy(kiln_kernel_table *t);
 void kiln_avx2_fill_kquants(kiln_kernel_table *t);
+void kiln_avx2_fill_klow(kiln_kernel_table *t);
 void kiln_avx512_fill_legacy(kiln_kernel_table *t);
 void kiln_avx512_fill_kquants(kiln_kernel_table *t);
+void kiln_avx512_fill_klow(kiln_kernel_table *t);
 void kiln_kernels_fill_avx2(kiln_kernel_table *t);
 void kiln_kernels_fill_avx512(kiln_kernel_table *t);
 /* The element-wise halves of the SIMD fills (x86/ops_*.c). */

@@ -1,5 +1,5 @@
 /*
- * kquants_ref.c — the ref level of the kquants quantized types (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K).
+ * kquants_ref.c — the ref level of the kquants quantized types (Q4_K, Q5_K, Q6_K).
  *
  * Types not yet registered here are refused by kiln_matmul with KILN_ERR_UNSUPPORTED.
  */

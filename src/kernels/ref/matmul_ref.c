@@ -118,6 +118,7 @@ void kiln_kernels_fill_ref(kiln_kernel_table *t) {
     kiln_ref_fill_conversions(t);
     kiln_ref_fill_legacy(t);
     kiln_ref_fill_kquants(t);
+    kiln_ref_fill_klow(t);
     t->quant_act = kiln_ref_quant_act;
     t->dot = kiln_ref_dot;
     t->axpy = kiln_ref_axpy;

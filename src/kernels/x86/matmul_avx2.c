@@ -183,5 +183,6 @@ void kiln_kernels_fill_avx2(kiln_kernel_table *t) {
     t->mm[KILN_Q4_0] = mm_q4_0;
     kiln_avx2_fill_legacy(t);
     kiln_avx2_fill_kquants(t);
+    kiln_avx2_fill_klow(t);
     kiln_avx2_fill_ops(t);
 }

@@ -233,6 +233,7 @@ void kiln_kernels_fill_avx512(kiln_kernel_table *t) {
     t->mm[KILN_Q4_0] = mm_q4_0;
     kiln_avx512_fill_legacy(t);
     kiln_avx512_fill_kquants(t);
+    kiln_avx512_fill_klow(t);
     t->quant_act = quant_act;
     kiln_avx512_fill_ops(t);
 }
