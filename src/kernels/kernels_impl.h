@@ -72,8 +72,39 @@ typedef void (*kiln_quant_act_fn)(const float *x, int8_t *qs, float *d, int64_t 
 typedef void (*kiln_dequant_fn)(const void *src, float *dst, int64_t n);
 typedef void (*kiln_quant_fn)(const float *src, void *dst, int64_t n);
 
+/*
+ * Prompt-side GEMM for integer weights (n >= KILN_PACK_MIN_N inputs). The driver
+ * converts each weight row to int8 with one scale per 32 elements (row_q8, exact:
+ * w_j = d[b] * q[j], plus m[b] for types with a block minimum) and interleaves 16
+ * rows, stored as unsigned q + 128, so that one vpdpbusd multiplies 4 consecutive
+ * elements of all 16 rows by a broadcast 4-byte group of one input (signed): the
+ * integer block sums of 16 rows land in the 16 lanes with no horizontal reduction;
+ * the +128 is removed exactly by starting at -128 * (sum of the input's block quants,
+ * from act.bs, which the driver fills on this path). The float work is one convert
+ * and one or two multiply-adds per block and input for 16 rows. Per output element the
+ * float order is fixed: acc = fma(float(isum_b), d_w[b] * d_x[b], acc) (then
+ * acc = fma(m[b], d_x[b] * sum_x[b], acc)),
+ * block after block; so results do not depend on threads or tiling (they may differ
+ * in the last bits from the n < KILN_PACK_MIN_N kernels, which sum in another order).
+ */
+#define KILN_PACK_ROWS 16
+#define KILN_PACK_MIN_N 16
+typedef struct {
+    const uint8_t *q;    /* [nb][8][16][4]: block, group of 4 elements, row, element; q + 128 */
+    const float *d;      /* [nb][16] */
+    const float *m;      /* [nb][16] block minimum terms, or NULL */
+} kiln_packed16;
+typedef void (*kiln_row_q8_fn)(const void *row, int64_t k, int8_t *q, float *d, float *m);
+/* y[c*ldy + r] for r < nr (<= 16), c < nc (<= 4), inputs i0.. of x. */
+typedef void (*kiln_gemm16_fn)(int64_t nb, const kiln_packed16 *p, int nr, const kiln_act *x, int64_t i0, int nc,
+                               float *y, size_t ldy);
+
 typedef struct {
     const char *name;
+    /* packed prompt GEMM (NULL: not at this level) and the row converters it needs
+     * (reference level; NULL for types it does not cover) */
+    kiln_gemm16_fn gemm16;
+    kiln_row_q8_fn row_q8[KILN_DTYPE_COUNT];
     /* micro kernel per weight type (NULL: matmul does not support the type) */
     kiln_mm_fn mm[KILN_DTYPE_COUNT];
     /* conversions (filled by the reference level only; SIMD levels leave them) */

@@ -46,6 +46,10 @@ static kiln_mm_fn kernel_for(const kiln_kernel_table *t, kiln_dtype type) {
 
 typedef struct {
     kiln_mm_fn mm;
+    kiln_dtype type;
+    kiln_row_q8_fn row_q8;       /* packed path: row converter and kernel, else NULL */
+    kiln_gemm16_fn gemm16;
+    kiln_packed16 *packs;        /* one slot per group of 16 rows of the whole matrix */
     const uint8_t *w;
     size_t w_stride;
     int64_t k, m, n;
@@ -86,6 +90,65 @@ static void mm_task(void *ctx, int64_t t) {
                   j->y + (size_t)c * (size_t)j->m + (size_t)r, (size_t)j->m);
         }
     }
+}
+
+/* ---- packed prompt path (kernels_impl.h: kiln_packed16) ------------------------- */
+
+/* Packs rows [r0, r0 + nr) (nr <= 16; missing rows are zero) into one group. */
+/* Packs rows [r0, r0 + nr) (nr <= 16) into one group; missing rows get weight 0
+ * (stored 128) and scale 0. */
+static void pack_group(const mm_job *j, kiln_row_q8_fn row_q8, int64_t r0, int nr, uint8_t *q, float *d, float *m,
+                       int8_t *rowq, float *rowd, float *rowm) {
+    const int64_t nb = j->k / KILN_QK8_0;
+    memset(q, 0x80, (size_t)nb * 512);
+    memset(d, 0, sizeof(float) * (size_t)nb * 16);
+    if (m) memset(m, 0, sizeof(float) * (size_t)nb * 16);
+    for (int r = 0; r < nr; r++) {
+        row_q8(j->w + (size_t)(r0 + r) * j->w_stride, j->k, rowq, rowd, rowm);
+        for (int64_t b = 0; b < nb; b++) {
+            const int8_t *src = rowq + b * 32;
+            uint8_t *dst = q + b * 512 + r * 4;
+            for (int g = 0; g < 8; g++)
+                for (int e = 0; e < 4; e++) dst[g * 64 + e] = (uint8_t)(src[g * 4 + e] ^ 0x80);
+            d[b * 16 + r] = rowd[b];
+            if (m) m[b * 16 + r] = rowm[b];
+        }
+    }
+}
+
+static void mm_task_packed(void *ctx, int64_t t) {
+    const mm_job *j = ctx;
+    const int64_t r0 = t * j->rows_per_task;
+    const int64_t r1 = r0 + j->rows_per_task < j->m ? r0 + j->rows_per_task : j->m;
+    const int64_t nb = j->k / KILN_QK8_0, groups = (r1 - r0 + 15) / 16;
+    const bool has_m = kiln_type_needs_sums(j->type);
+    /* per group: q (nb*512) + d, m (nb*16 floats each); then one row's scratch */
+    const size_t gbytes = (size_t)nb * (512 + 16 * 4 * 2);
+    uint8_t *buf = kiln_aligned_alloc(64, gbytes * (size_t)groups + (size_t)j->k + 3 * sizeof(float) * (size_t)nb);
+    if (!buf) { /* no memory for packing: the unpacked kernels give the same numbers up to float order */
+        mm_task(ctx, t);
+        return;
+    }
+    int8_t *rowq = (int8_t *)(buf + gbytes * (size_t)groups);
+    float *rowd = (float *)(void *)(rowq + j->k), *rowm = rowd + nb;
+    kiln_packed16 *p = j->packs + t * (j->rows_per_task / 16);
+    for (int64_t g = 0; g < groups; g++) {
+        uint8_t *gb = buf + gbytes * (size_t)g;
+        uint8_t *q = gb;
+        float *d = (float *)(void *)(gb + (size_t)nb * 512), *m = d + nb * 16;
+        const int nr = (int)(r1 - r0 - g * 16 < 16 ? r1 - r0 - g * 16 : 16);
+        pack_group(j, j->row_q8, r0 + g * 16, nr, q, d, has_m ? m : NULL, rowq, rowd, rowm);
+        p[g] = (kiln_packed16){q, d, has_m ? m : NULL};
+    }
+    for (int64_t c = 0; c < j->n; c += KILN_MC) {
+        const int nc = (int)(j->n - c < KILN_MC ? j->n - c : KILN_MC);
+        for (int64_t g = 0; g < groups; g++) {
+            const int nr = (int)(r1 - r0 - g * 16 < 16 ? r1 - r0 - g * 16 : 16);
+            j->gemm16(nb, &p[g], nr, &j->act, c, nc, j->y + (size_t)c * (size_t)j->m + (size_t)(r0 + g * 16),
+                      (size_t)j->m);
+        }
+    }
+    free(buf);
 }
 
 /* Rows per task: with one input the work is a weight stream, so small chunks
@@ -131,8 +194,15 @@ kiln_status kiln_matmul_with(const kiln_kernel_table *t, const kiln_tensor *w, c
         return KILN_OK;
     }
 
-    mm_job j = {.mm = mm, .w = w->data, .w_stride = w->nb[1], .k = k, .m = m, .n = n, .y = y, .x = x};
+    mm_job j = {.mm = mm, .type = w->type, .w = w->data, .w_stride = w->nb[1], .k = k, .m = m, .n = n, .y = y, .x = x};
+    const kiln_kernel_table *ref = kiln_kernels_table(KILN_ISA_REF);
+    const bool packed = n >= KILN_PACK_MIN_N && t->gemm16 && ref->row_q8[w->type] && k % KILN_QK8_0 == 0;
     j.rows_per_task = rows_per_task(m, n, row_bytes);
+    if (packed) { /* whole groups of 16 rows per task */
+        j.rows_per_task = (j.rows_per_task + 15) / 16 * 16;
+        j.row_q8 = ref->row_q8[w->type];
+        j.gemm16 = t->gemm16;
+    }
     j.act.f = x;
     j.act.f_stride = (size_t)k;
 
@@ -142,7 +212,7 @@ kiln_status kiln_matmul_with(const kiln_kernel_table *t, const kiln_tensor *w, c
          * then (n, k/16) int16 sums when the type needs them. */
         const size_t qs_stride = ((size_t)k + 63) & ~(size_t)63;
         const size_t nblk = (size_t)k / KILN_QK8_0;
-        const bool sums = kiln_type_needs_sums(w->type);
+        const bool sums = kiln_type_needs_sums(w->type) || packed;
         size_t qs_bytes, d_bytes, bs_bytes = 0, total;
         if (!kiln_mul_ok((size_t)n, qs_stride, &qs_bytes) || !kiln_mul_ok((size_t)n, nblk, &d_bytes) ||
             !kiln_mul_ok(d_bytes, sizeof(float), &d_bytes) ||
@@ -169,7 +239,12 @@ kiln_status kiln_matmul_with(const kiln_kernel_table *t, const kiln_tensor *w, c
     }
 
     const int64_t n_tasks = (m + j.rows_per_task - 1) / j.rows_per_task;
-    kiln_pool_for(pool, n_tasks, mm_task, &j);
+    if (packed && (j.packs = calloc((size_t)n_tasks * (size_t)(j.rows_per_task / 16), sizeof *j.packs))) {
+        kiln_pool_for(pool, n_tasks, mm_task_packed, &j);
+        free(j.packs);
+    } else {
+        kiln_pool_for(pool, n_tasks, mm_task, &j);
+    }
     free(scratch);
     return KILN_OK;
 }

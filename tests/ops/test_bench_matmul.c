@@ -7,6 +7,8 @@
  * repeated runs give identical bits. For real numbers:
  *   KILN_BENCH=1 build/test_bench_matmul            (k = m = 4096, n = 1 and 64)
  *   KILN_BENCH=1 KILN_BENCH_THREADS=2 build/test_bench_matmul
+ * KILN_BENCH_K / _M / _N set the shape (N: the prompt-side batch), KILN_BENCH_TYPE one
+ * type ("q4_0"), KILN_BENCH_ISA one level ("avx512").
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,10 +27,19 @@ static double now(void) {
 
 int main(void) {
     const bool full = getenv("KILN_BENCH") && atoi(getenv("KILN_BENCH")) > 0;
-    const int64_t k = full ? 4096 : 1024, m = full ? 4096 : 256;
-    const int64_t ns[2] = {1, full ? 64 : 8};
+    const char *ek = getenv("KILN_BENCH_K"), *em = getenv("KILN_BENCH_M"), *en = getenv("KILN_BENCH_N");
+    const int64_t k = ek ? atoll(ek) : full ? 4096 : 1024, m = em ? atoll(em) : full ? 4096 : 256;
+    const int64_t ns[2] = {1, en ? atoll(en) : full ? 64 : 8};
     const int threads = getenv("KILN_BENCH_THREADS") ? atoi(getenv("KILN_BENCH_THREADS")) : 1;
-    const kiln_dtype types[] = {KILN_F32, KILN_F16, KILN_BF16, KILN_Q8_0, KILN_Q4_0};
+    const char *only_type = getenv("KILN_BENCH_TYPE"), *only_isa = getenv("KILN_BENCH_ISA");
+    /* every type the reference multiplies and whose blocks divide k */
+    kiln_dtype types[KILN_DTYPE_COUNT];
+    size_t n_types = 0;
+    for (int ty = 0; ty < KILN_DTYPE_COUNT; ty++) {
+        if (!kiln_kernels_table(KILN_ISA_REF)->mm[ty] || k % kiln_dtype_get(ty)->block_size) continue;
+        if (only_type && strcmp(only_type, kiln_dtype_name(ty))) continue;
+        types[n_types++] = (kiln_dtype)ty;
+    }
 
     kiln_pool *pool = NULL;
     CHECK_OK(kiln_pool_create(threads, &pool));
@@ -41,7 +52,7 @@ int main(void) {
     for (int64_t i = 0; i < k * ns[1]; i++) x[i] = kiln_rng_f32(&rng) - 0.5f;
     printf("k %lld, m %lld, %d thread(s)\n", (long long)k, (long long)m, threads);
 
-    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+    for (size_t ti = 0; ti < n_types; ti++) {
         size_t row;
         kiln_dtype_row_bytes(types[ti], k, &row);
         uint8_t *w = malloc(row * (size_t)m);
@@ -55,7 +66,7 @@ int main(void) {
         t.data = w;
         for (int l = 0; l < KILN_ISA_COUNT; l++) {
             const kiln_kernel_table *v = kiln_kernels_table((kiln_isa)l);
-            if (!v) continue;
+            if (!v || (only_isa && strcmp(only_isa, v->name))) continue;
             for (int ni = 0; ni < 2; ni++) {
                 const int64_t n = ns[ni];
                 CHECK_OK(kiln_matmul_with(v, &t, x, n, y0, pool)); /* warm-up, reference bits */

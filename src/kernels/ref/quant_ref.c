@@ -145,7 +145,35 @@ static void quant_bf16(const float *src, void *dst, int64_t n) {
 static void quant_q8_0(const float *src, void *dst, int64_t n) { quantize_q8_0(src, dst, n / KILN_QK8_0); }
 static void quant_q4_0(const float *src, void *dst, int64_t n) { quantize_q4_0(src, dst, n / KILN_QK4_0); }
 
+/* Rows as int8 with a scale per 32 elements, exactly (row_q8 of kernels_impl.h). */
+static void row_q8_q8_0(const void *row, int64_t k, int8_t *q, float *d, float *m) {
+    (void)m;
+    const kiln_block_q8_0 *b = row;
+    for (int64_t i = 0; i < k / KILN_QK8_0; i++) {
+        kiln_block_q8_0 blk;
+        memcpy(&blk, b + i, sizeof blk);
+        d[i] = kiln_fp16_to_f32(blk.d);
+        memcpy(q + i * KILN_QK8_0, blk.qs, KILN_QK8_0);
+    }
+}
+
+static void row_q8_q4_0(const void *row, int64_t k, int8_t *q, float *d, float *m) {
+    (void)m;
+    const kiln_block_q4_0 *b = row;
+    for (int64_t i = 0; i < k / KILN_QK4_0; i++) {
+        kiln_block_q4_0 blk;
+        memcpy(&blk, b + i, sizeof blk);
+        d[i] = kiln_fp16_to_f32(blk.d);
+        for (int j = 0; j < KILN_QK4_0 / 2; j++) {
+            q[i * KILN_QK4_0 + j] = (int8_t)((blk.qs[j] & 0x0f) - 8);
+            q[i * KILN_QK4_0 + j + KILN_QK4_0 / 2] = (int8_t)((blk.qs[j] >> 4) - 8);
+        }
+    }
+}
+
 void kiln_ref_fill_conversions(kiln_kernel_table *t) {
+    t->row_q8[KILN_Q8_0] = row_q8_q8_0;
+    t->row_q8[KILN_Q4_0] = row_q8_q4_0;
     t->dequant[KILN_F32] = dequant_f32;
     t->dequant[KILN_F16] = dequant_f16;
     t->dequant[KILN_BF16] = dequant_bf16;

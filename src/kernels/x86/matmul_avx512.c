@@ -191,6 +191,58 @@ DEFINE_MM(mm_bf16, CALL_F, K_BF16)
 DEFINE_MM(mm_q8_0, CALL_Q, K_Q8_0)
 DEFINE_MM(mm_q4_0, CALL_Q, K_Q4_0)
 
+/* ---- packed prompt GEMM (kernels_impl.h: kiln_packed16) ------------------------- */
+
+/* 16 rows x NC inputs. Per block: the int32 lanes start at -128 * (block sum of the
+ * input's quants) and gather 8 vpdpbusd (4 elements of 16 rows each); then one
+ * convert and fma with d_w * d_x, in block order. */
+INLINE void gemm16_tile(int NC, int64_t nb, const kiln_packed16 *p, int nr, const kiln_act *x, int64_t i0,
+                        float *y, size_t ldy) {
+    __m512 acc[KILN_MC];
+    const int8_t *xq[KILN_MC];
+    const float *xd[KILN_MC];
+    const int16_t *xs[KILN_MC];
+    UNROLL for (int c = 0; c < NC; c++) {
+        acc[c] = _mm512_setzero_ps();
+        xq[c] = x->qs + (size_t)(i0 + c) * x->qs_stride;
+        xd[c] = x->d + (size_t)(i0 + c) * x->d_stride;
+        xs[c] = x->bs + (size_t)(i0 + c) * x->bs_stride;
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *qb = p->q + (size_t)b * 512;
+        __m512i isum[KILN_MC];
+        UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm512_set1_epi32(-128 * (xs[c][2 * b] + xs[c][2 * b + 1]));
+        UNROLL for (int g = 0; g < 8; g++) {
+            const __m512i wq = _mm512_load_si512((const void *)(qb + g * 64));
+            UNROLL for (int c = 0; c < NC; c++) {
+                int32_t xg;
+                memcpy(&xg, xq[c] + b * 32 + g * 4, 4);
+                isum[c] = _mm512_dpbusd_epi32(isum[c], wq, _mm512_set1_epi32(xg));
+            }
+        }
+        const __m512 dw = _mm512_loadu_ps(p->d + b * 16);
+        UNROLL for (int c = 0; c < NC; c++) {
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(dw, _mm512_set1_ps(xd[c][b])), acc[c]);
+            if (p->m) {
+                const float sx = xd[c][b] * (float)(xs[c][2 * b] + xs[c][2 * b + 1]);
+                acc[c] = _mm512_fmadd_ps(_mm512_loadu_ps(p->m + b * 16), _mm512_set1_ps(sx), acc[c]);
+            }
+        }
+    }
+    const __mmask16 keep = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
+    UNROLL for (int c = 0; c < NC; c++) _mm512_mask_storeu_ps(y + (size_t)c * ldy, keep, acc[c]);
+}
+
+static void gemm16(int64_t nb, const kiln_packed16 *p, int nr, const kiln_act *x, int64_t i0, int nc, float *y,
+                   size_t ldy) {
+    switch (nc) {
+    case 1: gemm16_tile(1, nb, p, nr, x, i0, y, ldy); break;
+    case 2: gemm16_tile(2, nb, p, nr, x, i0, y, ldy); break;
+    case 3: gemm16_tile(3, nb, p, nr, x, i0, y, ldy); break;
+    default: gemm16_tile(4, nb, p, nr, x, i0, y, ldy); break;
+    }
+}
+
 /* ---- activation quantization -------------------------------------------------- */
 
 /* roundf(v) (halves away from zero) clamped to [-128, 127], NaN -> 0, for 16 lanes:
@@ -235,5 +287,6 @@ void kiln_kernels_fill_avx512(kiln_kernel_table *t) {
     kiln_avx512_fill_kquants(t);
     kiln_avx512_fill_klow(t);
     t->quant_act = quant_act;
+    t->gemm16 = gemm16;
     kiln_avx512_fill_ops(t);
 }
