@@ -89,13 +89,14 @@ typedef void (*kiln_quant_fn)(const float *src, void *dst, int64_t n);
  */
 #define KILN_PACK_ROWS 16
 #define KILN_PACK_MIN_N 16
+#define KILN_PACK_NC 8 /* inputs per gemm16 call */
 typedef struct {
     const uint8_t *q;    /* [nb][8][16][4]: block, group of 4 elements, row, element; q + 128 */
     const float *d;      /* [nb][16] */
     const float *m;      /* [nb][16] block minimum terms, or NULL */
 } kiln_packed16;
 typedef void (*kiln_row_q8_fn)(const void *row, int64_t k, int8_t *q, float *d, float *m);
-/* y[c*ldy + r] for r < nr (<= 16), c < nc (<= 4), inputs i0.. of x. */
+/* y[c*ldy + r] for r < nr (<= 16), c < nc (<= KILN_PACK_NC), inputs i0.. of x. */
 typedef void (*kiln_gemm16_fn)(int64_t nb, const kiln_packed16 *p, int nr, const kiln_act *x, int64_t i0, int nc,
                                float *y, size_t ldy);
 

@@ -140,8 +140,8 @@ static void mm_task_packed(void *ctx, int64_t t) {
         pack_group(j, j->row_q8, r0 + g * 16, nr, q, d, has_m ? m : NULL, rowq, rowd, rowm);
         p[g] = (kiln_packed16){q, d, has_m ? m : NULL};
     }
-    for (int64_t c = 0; c < j->n; c += KILN_MC) {
-        const int nc = (int)(j->n - c < KILN_MC ? j->n - c : KILN_MC);
+    for (int64_t c = 0; c < j->n; c += KILN_PACK_NC) {
+        const int nc = (int)(j->n - c < KILN_PACK_NC ? j->n - c : KILN_PACK_NC);
         for (int64_t g = 0; g < groups; g++) {
             const int nr = (int)(r1 - r0 - g * 16 < 16 ? r1 - r0 - g * 16 : 16);
             j->gemm16(nb, &p[g], nr, &j->act, c, nc, j->y + (size_t)c * (size_t)j->m + (size_t)(r0 + g * 16),

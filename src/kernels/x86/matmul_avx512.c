@@ -29,7 +29,7 @@
 
 #define INLINE static inline __attribute__((always_inline))
 /* Tile loops must be unrolled early so the accumulator arrays become registers. */
-#define UNROLL _Pragma("GCC unroll 4")
+#define UNROLL _Pragma("GCC unroll 8")
 
 enum { K_F32, K_F16, K_BF16, K_Q8_0, K_Q4_0 };
 
@@ -198,10 +198,10 @@ DEFINE_MM(mm_q4_0, CALL_Q, K_Q4_0)
  * convert and fma with d_w * d_x, in block order. */
 INLINE void gemm16_tile(int NC, int64_t nb, const kiln_packed16 *p, int nr, const kiln_act *x, int64_t i0,
                         float *y, size_t ldy) {
-    __m512 acc[KILN_MC];
-    const int8_t *xq[KILN_MC];
-    const float *xd[KILN_MC];
-    const int16_t *xs[KILN_MC];
+    __m512 acc[KILN_PACK_NC];
+    const int8_t *xq[KILN_PACK_NC];
+    const float *xd[KILN_PACK_NC];
+    const int16_t *xs[KILN_PACK_NC];
     UNROLL for (int c = 0; c < NC; c++) {
         acc[c] = _mm512_setzero_ps();
         xq[c] = x->qs + (size_t)(i0 + c) * x->qs_stride;
@@ -210,7 +210,7 @@ INLINE void gemm16_tile(int NC, int64_t nb, const kiln_packed16 *p, int nr, cons
     }
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *qb = p->q + (size_t)b * 512;
-        __m512i isum[KILN_MC];
+        __m512i isum[KILN_PACK_NC];
         UNROLL for (int c = 0; c < NC; c++) isum[c] = _mm512_set1_epi32(-128 * (xs[c][2 * b] + xs[c][2 * b + 1]));
         UNROLL for (int g = 0; g < 8; g++) {
             const __m512i wq = _mm512_load_si512((const void *)(qb + g * 64));
@@ -239,7 +239,11 @@ static void gemm16(int64_t nb, const kiln_packed16 *p, int nr, const kiln_act *x
     case 1: gemm16_tile(1, nb, p, nr, x, i0, y, ldy); break;
     case 2: gemm16_tile(2, nb, p, nr, x, i0, y, ldy); break;
     case 3: gemm16_tile(3, nb, p, nr, x, i0, y, ldy); break;
-    default: gemm16_tile(4, nb, p, nr, x, i0, y, ldy); break;
+    case 4: gemm16_tile(4, nb, p, nr, x, i0, y, ldy); break;
+    case 5: gemm16_tile(5, nb, p, nr, x, i0, y, ldy); break;
+    case 6: gemm16_tile(6, nb, p, nr, x, i0, y, ldy); break;
+    case 7: gemm16_tile(7, nb, p, nr, x, i0, y, ldy); break;
+    default: gemm16_tile(8, nb, p, nr, x, i0, y, ldy); break;
     }
 }
 
