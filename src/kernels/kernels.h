@@ -34,6 +34,15 @@ bool kiln_matmul_supports(kiln_dtype t);
  * multiply, KILN_ERR_NOMEM if scratch memory cannot be had. */
 kiln_status kiln_matmul(const kiln_tensor *w, const float *x, int64_t n, float *y, kiln_pool *pool);
 
+/* Repacks a 2-D weight matrix into the layout the fastest kernels of this CPU read
+ * directly for every batch size (16 rows interleaved; Q4_0 and Q8_0 on AVX-512), if
+ * there is one: fills *out (type KILN_Q4_0_X16 / KILN_Q8_0_X16, same ne) and *mem
+ * (the packed bytes: free() it after the tensor's last use) and returns KILN_OK.
+ * Returns KILN_ERR_UNSUPPORTED when no packing applies (use w as it is), KILN_ERR_NOMEM.
+ * kiln_matmul gives packed and unpacked weights the same results up to float
+ * summation order, and for packed weights a batch row equals a call with that row. */
+kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem);
+
 /* Converts n elements (n a multiple of the block size) of type t to f32.
  * KILN_ERR_UNSUPPORTED for other types. */
 kiln_status kiln_dequantize_row(kiln_dtype t, const void *src, float *dst, int64_t n);

@@ -100,8 +100,18 @@ typedef void (*kiln_row_q8_fn)(const void *row, int64_t k, int8_t *q, float *d, 
 typedef void (*kiln_gemm16_fn)(int64_t nb, const kiln_packed16 *p, int nr, const kiln_act *x, int64_t i0, int nc,
                                float *y, size_t ldy);
 
+/* Packed weights (kernels/pack.c): y[c*ldy + r] for r < nr (<= 16), c < nc
+ * (<= KILN_PACK_NC) from one group of 16 rows starting at g. */
+typedef void (*kiln_gemmx_fn)(kiln_dtype type, int64_t nb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0,
+                              int nc, float *y, size_t ldy);
+/* Bytes of one block of 16 packed rows: 16 fp16 scales, then the quants. */
+#define KILN_X16_Q4_0_BLOCK (32 + 256)
+#define KILN_X16_Q8_0_BLOCK (32 + 512)
+
 typedef struct {
     const char *name;
+    /* kernel for packed weights (NULL: this level has none, nothing is packed) */
+    kiln_gemmx_fn gemm_x16;
     /* packed prompt GEMM (NULL: not at this level) and the row converters it needs
      * (reference level; NULL for types it does not cover) */
     kiln_gemm16_fn gemm16;

@@ -169,9 +169,99 @@ static int64_t rows_per_task(int64_t m, int64_t n, size_t row_bytes) {
     return r < KILN_MR ? KILN_MR : r;
 }
 
+/* Quantizes every input row to Q8_0 (and, with sums, its 16-element sums) into one
+ * scratch block set in j; *scratch is to be freed by the caller. */
+static kiln_status quantize_inputs(mm_job *j, const kiln_kernel_table *t, bool sums, kiln_pool *pool, void **scratch) {
+    const int64_t n = j->n, k = j->k;
+    /* (n, k) int8 quants, rows padded to 64 bytes, then (n, k/32) float scales,
+     * then (n, k/16) int16 sums when asked. */
+    const size_t qs_stride = ((size_t)k + 63) & ~(size_t)63;
+    const size_t nblk = (size_t)k / KILN_QK8_0;
+    size_t qs_bytes, d_bytes, bs_bytes = 0, total;
+    if (!kiln_mul_ok((size_t)n, qs_stride, &qs_bytes) || !kiln_mul_ok((size_t)n, nblk, &d_bytes) ||
+        !kiln_mul_ok(d_bytes, sizeof(float), &d_bytes) ||
+        (sums && !kiln_mul_ok((size_t)n, 2 * nblk * sizeof(int16_t), &bs_bytes)) ||
+        !kiln_add_ok(qs_bytes, d_bytes, &total) || !kiln_add_ok(total, bs_bytes, &total))
+        return kiln_fail(KILN_ERR_NOMEM, "matmul: activation scratch size overflows (n %lld, k %lld)", (long long)n,
+                         (long long)k);
+    *scratch = kiln_aligned_alloc(64, total);
+    if (!*scratch) return kiln_fail(KILN_ERR_NOMEM, "matmul: cannot allocate %zu bytes of activation scratch", total);
+    j->qs = *scratch;
+    j->d = (float *)(void *)((uint8_t *)*scratch + qs_bytes); /* qs_bytes is a multiple of 64 */
+    j->quant = t->quant_act;
+    j->act.qs = j->qs;
+    j->act.qs_stride = qs_stride;
+    j->act.d = j->d;
+    j->act.d_stride = nblk;
+    if (sums) {
+        j->bs = (int16_t *)(void *)((uint8_t *)*scratch + qs_bytes + d_bytes); /* 4-byte aligned */
+        j->act.bs = j->bs;
+        j->act.bs_stride = 2 * nblk;
+    }
+    kiln_pool_for(n > 1 ? pool : NULL, n, quant_task, j);
+    return KILN_OK;
+}
+
+/* ---- weights packed at load (pack.c) ---------------------------------------------- */
+
+typedef struct {
+    const mm_job *j;
+    const kiln_kernel_table *t;
+    kiln_dtype type;
+    const uint8_t *w;
+    size_t group_bytes;
+    int64_t groups_per_task;
+} x16_job;
+
+static void x16_task(void *ctx, int64_t task) {
+    const x16_job *xj = ctx;
+    const mm_job *j = xj->j;
+    const int64_t nb = j->k / KILN_QK8_0, groups = (j->m + 15) / 16;
+    const int64_t g0 = task * xj->groups_per_task;
+    const int64_t g1 = g0 + xj->groups_per_task < groups ? g0 + xj->groups_per_task : groups;
+    for (int64_t c = 0; c < j->n; c += KILN_PACK_NC) {
+        const int nc = (int)(j->n - c < KILN_PACK_NC ? j->n - c : KILN_PACK_NC);
+        for (int64_t g = g0; g < g1; g++) {
+            const int nr = (int)(j->m - g * 16 < 16 ? j->m - g * 16 : 16);
+            xj->t->gemm_x16(xj->type, nb, xj->w + (size_t)g * xj->group_bytes, nr, &j->act, c, nc,
+                            j->y + (size_t)c * (size_t)j->m + (size_t)(g * 16), (size_t)j->m);
+        }
+    }
+}
+
+static kiln_status matmul_x16(const kiln_kernel_table *t, const kiln_tensor *w, const float *x, int64_t n, float *y,
+                              kiln_pool *pool) {
+    if (!t->gemm_x16)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "matmul: packed weights need the kernels they were packed for (%s)",
+                         t->name);
+    const int64_t k = w->ne[0], m = w->ne[1];
+    if (n < 0 || k <= 0 || m <= 0 || k % 32) return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: bad packed shapes");
+    if (n == 0) return KILN_OK;
+    if (!x || !y || !w->data) return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: NULL data");
+    mm_job j = {.type = w->type, .k = k, .m = m, .n = n, .y = y, .x = x};
+    void *scratch = NULL;
+    kiln_status st = quantize_inputs(&j, t, true, pool, &scratch);
+    if (st) return st;
+    const int64_t nb = k / 32, groups = (m + 15) / 16;
+    const size_t bsz = w->type == KILN_Q4_0_X16 ? KILN_X16_Q4_0_BLOCK : KILN_X16_Q8_0_BLOCK;
+    /* one group per task for a matrix-vector product (a weight stream, balanced);
+     * for prompts about 256 KiB of packed weights per task, reused for every input */
+    int64_t per = 1;
+    if (n > 1) {
+        per = (int64_t)((256u << 10) / ((size_t)nb * bsz));
+        if (per < 1) per = 1;
+        if (per > (groups + 7) / 8) per = (groups + 7) / 8 > 0 ? (groups + 7) / 8 : 1;
+    }
+    x16_job xj = {&j, t, w->type, w->data, (size_t)nb * bsz, per};
+    kiln_pool_for(pool, (groups + per - 1) / per, x16_task, &xj);
+    free(scratch);
+    return KILN_OK;
+}
+
 kiln_status kiln_matmul_with(const kiln_kernel_table *t, const kiln_tensor *w, const float *x, int64_t n, float *y,
                              kiln_pool *pool) {
     if (!t || !w) return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: no kernel table or weight");
+    if (w->type == KILN_Q4_0_X16 || w->type == KILN_Q8_0_X16) return matmul_x16(t, w, x, n, y, pool);
     kiln_mm_fn mm = kernel_for(t, w->type);
     if (!mm) return kiln_fail(KILN_ERR_UNSUPPORTED, "matmul: weight type %s is not supported", kiln_dtype_name(w->type));
     const int64_t k = w->ne[0], m = w->ne[1];
@@ -208,34 +298,8 @@ kiln_status kiln_matmul_with(const kiln_kernel_table *t, const kiln_tensor *w, c
 
     void *scratch = NULL;
     if (kiln_type_quantized(w->type)) {
-        /* (n, k) int8 quants, rows padded to 64 bytes, then (n, k/32) float scales,
-         * then (n, k/16) int16 sums when the type needs them. */
-        const size_t qs_stride = ((size_t)k + 63) & ~(size_t)63;
-        const size_t nblk = (size_t)k / KILN_QK8_0;
-        const bool sums = kiln_type_needs_sums(w->type) || packed;
-        size_t qs_bytes, d_bytes, bs_bytes = 0, total;
-        if (!kiln_mul_ok((size_t)n, qs_stride, &qs_bytes) || !kiln_mul_ok((size_t)n, nblk, &d_bytes) ||
-            !kiln_mul_ok(d_bytes, sizeof(float), &d_bytes) ||
-            (sums && !kiln_mul_ok((size_t)n, 2 * nblk * sizeof(int16_t), &bs_bytes)) ||
-            !kiln_add_ok(qs_bytes, d_bytes, &total) || !kiln_add_ok(total, bs_bytes, &total))
-            return kiln_fail(KILN_ERR_NOMEM, "matmul: activation scratch size overflows (n %lld, k %lld)",
-                             (long long)n, (long long)k);
-        scratch = kiln_aligned_alloc(64, total);
-        if (!scratch)
-            return kiln_fail(KILN_ERR_NOMEM, "matmul: cannot allocate %zu bytes of activation scratch", total);
-        j.qs = scratch;
-        j.d = (float *)(void *)((uint8_t *)scratch + qs_bytes); /* qs_bytes is a multiple of 64 */
-        j.quant = t->quant_act;
-        j.act.qs = j.qs;
-        j.act.qs_stride = qs_stride;
-        j.act.d = j.d;
-        j.act.d_stride = nblk;
-        if (sums) {
-            j.bs = (int16_t *)(void *)((uint8_t *)scratch + qs_bytes + d_bytes); /* 4-byte aligned */
-            j.act.bs = j.bs;
-            j.act.bs_stride = 2 * nblk;
-        }
-        kiln_pool_for(n > 1 ? pool : NULL, n, quant_task, &j);
+        kiln_status st = quantize_inputs(&j, t, kiln_type_needs_sums(w->type) || packed, pool, &scratch);
+        if (st) return st;
     }
 
     const int64_t n_tasks = (m + j.rows_per_task - 1) / j.rows_per_task;

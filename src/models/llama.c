@@ -66,6 +66,33 @@ static kiln_status alloc_runtime(kiln_llama *m, size_t limit) {
     return KILN_OK;
 }
 
+/* Repacks every weight matrix the kernels of this CPU read faster in their own layout
+ * (kernels.h: kiln_weight_pack; Q4_0 and Q8_0 on AVX-512): token generation then
+ * streams weights at memory bandwidth. The token embedding keeps its file layout
+ * (rows are gathered); a tied output matrix gets its own packed copy. */
+static kiln_status pack_weights(kiln_llama *m) {
+    const int per_layer = 7, n = m->cfg.n_layer * per_layer + 1;
+    m->packed = calloc((size_t)n, sizeof *m->packed);
+    m->packed_mem = calloc((size_t)n, sizeof *m->packed_mem);
+    if (!m->packed || !m->packed_mem) return kiln_fail(KILN_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        const kiln_tensor **slot;
+        if (i == n - 1) {
+            slot = &m->output;
+        } else {
+            kiln_llama_layer *L = &m->layers[i / per_layer];
+            const kiln_tensor **slots[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+            slot = slots[i % per_layer];
+        }
+        if (!*slot) continue;
+        kiln_status st = kiln_weight_pack(*slot, &m->packed[m->n_packed], &m->packed_mem[m->n_packed]);
+        if (st == KILN_ERR_UNSUPPORTED) continue; /* this type/CPU has no packed layout */
+        if (st) return st;
+        *slot = &m->packed[m->n_packed++];
+    }
+    return KILN_OK;
+}
+
 kiln_status kiln_llama_load(const kiln_llama_options *opt, kiln_llama **out) {
     *out = NULL;
     if (!opt || !opt->path) return kiln_fail(KILN_ERR_INVALID_ARG, "no model path given");
@@ -84,7 +111,9 @@ kiln_status kiln_llama_load(const kiln_llama_options *opt, kiln_llama **out) {
     }
     m->n_batch = opt->n_batch ? opt->n_batch : 256;
     if (m->n_batch > m->n_ctx) m->n_batch = m->n_ctx;
-    if ((st = alloc_runtime(m, opt->max_runtime_bytes)) || (st = kiln_pool_create(opt->n_threads, &m->pool))) goto fail;
+    if ((st = alloc_runtime(m, opt->max_runtime_bytes)) || (st = kiln_pool_create(opt->n_threads, &m->pool)) ||
+        (st = pack_weights(m)))
+        goto fail;
     *out = m;
     return KILN_OK;
 fail:
@@ -94,6 +123,9 @@ fail:
 
 void kiln_llama_free(kiln_llama *m) {
     if (!m) return;
+    for (int i = 0; i < m->n_packed; i++) free(m->packed_mem[i]);
+    free(m->packed_mem);
+    free(m->packed);
     kiln_pool_free(m->pool);
     float *bufs[] = {m->k_cache, m->v_cache, m->x, m->xn, m->q, m->k, m->v, m->att, m->gate, m->up, m->scores,
                      m->rope_freq};

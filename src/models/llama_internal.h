@@ -32,6 +32,12 @@ struct kiln_llama {
     float *rope_freq;                       /* (n_rot/2) angle per position, scaling applied */
 
     /* f32 copies of small vectors stored in other types (norms, biases); freed with the model */
+    /* weight matrices repacked at load for this CPU's kernels (kiln_weight_pack): the
+     * tensors the layer pointers then point to, and their bytes */
+    kiln_tensor *packed;
+    void **packed_mem;
+    int n_packed;
+
     float **owned;
     int n_owned, cap_owned;
 

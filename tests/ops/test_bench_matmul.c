@@ -79,6 +79,23 @@ int main(void) {
                        (long long)n, dt * 1e3, (double)total / dt / 1e9, 2.0 * (double)(k * m * n) / dt / 1e9);
             }
         }
+        /* the same weights packed at load for this CPU's kernels, if they have a layout */
+        kiln_tensor pt;
+        void *pmem = NULL;
+        if (kiln_weight_pack(&t, &pt, &pmem) == KILN_OK) {
+            for (int ni = 0; ni < 2; ni++) {
+                const int64_t n = ns[ni];
+                CHECK_OK(kiln_matmul(&pt, x, n, y0, pool));
+                int reps = full ? (n == 1 ? 20 : 3) : 3;
+                const double t0 = now();
+                for (int i = 0; i < reps; i++) CHECK_OK(kiln_matmul(&pt, x, n, y, pool));
+                const double dt = (now() - t0) / reps;
+                CHECK(memcmp(y, y0, sizeof(float) * (size_t)(m * n)) == 0);
+                printf("%-5s %-7s n %-3lld %9.3f ms %7.2f GB/s %8.1f GFLOP/s\n", kiln_dtype_name(types[ti]), "packed",
+                       (long long)n, dt * 1e3, (double)total / dt / 1e9, 2.0 * (double)(k * m * n) / dt / 1e9);
+            }
+            free(pmem);
+        }
         free(w);
     }
     free(x), free(y), free(y0), free(wf);

@@ -247,6 +247,75 @@ static void gemm16(int64_t nb, const kiln_packed16 *p, int nr, const kiln_act *x
     }
 }
 
+/* ---- weights packed at load (kernels/pack.c) ------------------------------------ */
+
+/* 16 packed rows x NC inputs, the same arithmetic as gemm16_tile: per block the
+ * int32 lanes start at -offset * (the input's block sum) (offset 8 for Q4_0's raw
+ * nibbles, 128 for Q8_0's shifted quants), gather 8 vpdpbusd, then one convert and
+ * fma with d_w * d_x, block after block. */
+INLINE void x16_tile(int Q4, int NC, int64_t nb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0, float *y,
+                     size_t ldy) {
+    __m512 acc[KILN_PACK_NC];
+    const int8_t *xq[KILN_PACK_NC];
+    const float *xd[KILN_PACK_NC];
+    const int16_t *xs[KILN_PACK_NC];
+    UNROLL for (int c = 0; c < NC; c++) {
+        acc[c] = _mm512_setzero_ps();
+        xq[c] = x->qs + (size_t)(i0 + c) * x->qs_stride;
+        xd[c] = x->d + (size_t)(i0 + c) * x->d_stride;
+        xs[c] = x->bs + (size_t)(i0 + c) * x->bs_stride;
+    }
+    const size_t bsz = Q4 ? KILN_X16_Q4_0_BLOCK : KILN_X16_Q8_0_BLOCK;
+    const int off = Q4 ? -8 : -128;
+    const __m512i lo4 = _mm512_set1_epi8(0x0f);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = g + (size_t)b * bsz;
+        __m512i wv[8];
+        if (Q4) {
+            UNROLL for (int h = 0; h < 4; h++) {
+                const __m512i v = _mm512_loadu_si512((const void *)(blk + 32 + h * 64));
+                wv[h] = _mm512_and_si512(v, lo4);
+                wv[h + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
+            }
+        } else {
+            UNROLL for (int gi = 0; gi < 8; gi++) wv[gi] = _mm512_loadu_si512((const void *)(blk + 32 + gi * 64));
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)blk));
+        UNROLL for (int c = 0; c < NC; c++) {
+            __m512i isum = _mm512_set1_epi32(off * (xs[c][2 * b] + xs[c][2 * b + 1]));
+            UNROLL for (int gi = 0; gi < 8; gi++) {
+                int32_t xg;
+                memcpy(&xg, xq[c] + b * 32 + gi * 4, 4);
+                isum = _mm512_dpbusd_epi32(isum, wv[gi], _mm512_set1_epi32(xg));
+            }
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(xd[c][b])), acc[c]);
+        }
+    }
+    const __mmask16 keep = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
+    UNROLL for (int c = 0; c < NC; c++) _mm512_mask_storeu_ps(y + (size_t)c * ldy, keep, acc[c]);
+}
+
+#define X16_CASES(Q4)                                           \
+    switch (nc) {                                               \
+    case 1: x16_tile(Q4, 1, nb, g, nr, x, i0, y, ldy); break;   \
+    case 2: x16_tile(Q4, 2, nb, g, nr, x, i0, y, ldy); break;   \
+    case 3: x16_tile(Q4, 3, nb, g, nr, x, i0, y, ldy); break;   \
+    case 4: x16_tile(Q4, 4, nb, g, nr, x, i0, y, ldy); break;   \
+    case 5: x16_tile(Q4, 5, nb, g, nr, x, i0, y, ldy); break;   \
+    case 6: x16_tile(Q4, 6, nb, g, nr, x, i0, y, ldy); break;   \
+    case 7: x16_tile(Q4, 7, nb, g, nr, x, i0, y, ldy); break;   \
+    default: x16_tile(Q4, 8, nb, g, nr, x, i0, y, ldy); break;  \
+    }
+
+static void gemm_x16(kiln_dtype type, int64_t nb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0, int nc,
+                     float *y, size_t ldy) {
+    if (type == KILN_Q4_0_X16) {
+        X16_CASES(1)
+    } else {
+        X16_CASES(0)
+    }
+}
+
 /* ---- activation quantization -------------------------------------------------- */
 
 /* roundf(v) (halves away from zero) clamped to [-128, 127], NaN -> 0, for 16 lanes:
@@ -292,5 +361,6 @@ void kiln_kernels_fill_avx512(kiln_kernel_table *t) {
     kiln_avx512_fill_klow(t);
     t->quant_act = quant_act;
     t->gemm16 = gemm16;
+    t->gemm_x16 = gemm_x16;
     kiln_avx512_fill_ops(t);
 }

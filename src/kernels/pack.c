@@ -1,0 +1,74 @@
+/*
+ * pack.c — weights repacked once at load for the fastest kernels (kernels.h:
+ * kiln_weight_pack).
+ *
+ * Layout (KILN_Q4_0_X16 / KILN_Q8_0_X16): rows in groups of 16 (the last group padded
+ * with zero-scale rows); a group is nb = k/32 blocks, each block:
+ *   16 fp16 scales (row order), then the quants as 32-bit lanes, one lane per row:
+ *   Q4_0: 4 vectors of 64 bytes; vector h, lane r = bytes 4h..4h+3 of row r's block
+ *         (low nibbles: elements 4h..4h+3, high nibbles: elements 16+4h..16+4h+3,
+ *         exactly as Q4_0 stores them), so one AND / shift gives 4 consecutive
+ *         elements of all 16 rows, ready for vpdpbusd (unsigned nibble q, whose -8 is
+ *         removed with the input's block sum);
+ *   Q8_0: 8 vectors of 64 bytes; vector g, lane r = quants 4g..4g+3 of row r plus 128
+ *         (unsigned for vpdpbusd; the 128 is removed the same way).
+ * One block of 16 rows is then 4 or 8 aligned loads, and the integer block sums of 16
+ * rows come out in the 16 lanes with no horizontal reduction: matrix-vector products
+ * run at memory speed and prompts reuse each loaded vector for 8 inputs.
+ * Packing is pure byte movement: the numbers are exactly the file's.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/status.h"
+#include "kernels/kernels_impl.h"
+
+kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem) {
+    *mem = NULL;
+    const kiln_kernel_table *t = kiln_kernels_current();
+    if (!t->gemm_x16 || !w || (w->type != KILN_Q4_0 && w->type != KILN_Q8_0) || w->ne[2] != 1 || w->ne[3] != 1)
+        return KILN_ERR_UNSUPPORTED;
+    const bool q4 = w->type == KILN_Q4_0;
+    const int64_t k = w->ne[0], m = w->ne[1];
+    size_t row_bytes;
+    if (k <= 0 || m <= 0 || !kiln_dtype_row_bytes(w->type, k, &row_bytes) || w->nb[1] < row_bytes || !w->data)
+        return KILN_ERR_UNSUPPORTED;
+    const int64_t nb = k / 32, groups = (m + 15) / 16;
+    const size_t bsz = q4 ? KILN_X16_Q4_0_BLOCK : KILN_X16_Q8_0_BLOCK;
+    size_t total;
+    if (!kiln_mul_ok((size_t)groups * (size_t)nb, bsz, &total))
+        return kiln_fail(KILN_ERR_NOMEM, "packing a %lld x %lld matrix: size overflows", (long long)m, (long long)k);
+    uint8_t *p = kiln_aligned_alloc(64, total);
+    if (!p) return kiln_fail(KILN_ERR_NOMEM, "out of memory packing a %lld x %lld matrix", (long long)m, (long long)k);
+    memset(p, 0, total); /* padding rows: scale 0 */
+    const uint8_t *src = w->data;
+    for (int64_t r = 0; r < m; r++) {
+        const uint8_t *row = src + (size_t)r * w->nb[1];
+        uint8_t *g = p + (size_t)(r / 16) * (size_t)nb * bsz;
+        const int lane = (int)(r % 16);
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *blk = g + (size_t)b * bsz;
+            if (q4) {
+                const uint8_t *s = row + (size_t)b * sizeof(kiln_block_q4_0);
+                memcpy(blk + 2 * lane, s, 2);
+                for (int h = 0; h < 4; h++) memcpy(blk + 32 + h * 64 + lane * 4, s + 2 + 4 * h, 4);
+            } else {
+                const uint8_t *s = row + (size_t)b * sizeof(kiln_block_q8_0);
+                memcpy(blk + 2 * lane, s, 2);
+                for (int gi = 0; gi < 8; gi++)
+                    for (int e = 0; e < 4; e++) blk[32 + gi * 64 + lane * 4 + e] = (uint8_t)(s[2 + 4 * gi + e] ^ 0x80);
+            }
+        }
+    }
+    /* Rows of zero-scale padding must not hold the 128 offset of Q8_0 wrongly: their
+     * quants are 0 (not 128), but their scale is 0, so they add nothing. */
+    memset(out, 0, sizeof *out);
+    out->type = q4 ? KILN_Q4_0_X16 : KILN_Q8_0_X16;
+    out->n_dims = 2;
+    out->ne[0] = k, out->ne[1] = m, out->ne[2] = 1, out->ne[3] = 1;
+    out->nb[0] = 1, out->nb[1] = (size_t)nb * bsz / 16; /* informative: bytes per row on average */
+    out->data = p;
+    *mem = p;
+    return KILN_OK;
+}
