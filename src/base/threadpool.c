@@ -6,6 +6,15 @@
  * so waking sleeping threads each time would cost more than the work: workers (and
  * the caller, waiting for them) first spin for a short while, and only then sleep on
  * a condition variable.
+ *
+ * The caller waits for the loop's tasks to be done, not for every worker to show up:
+ * a worker asleep or preempted by another process when a loop starts just finds no
+ * task left, so a busy machine costs at most the task a preempted worker holds, not a
+ * scheduler delay per loop. Claims therefore must never mix loops: the claim word
+ * packs (loop number, task count, next index), so one fetch-add tells a worker which
+ * loop its index belongs to and whether it is a task at all; a loop's function and
+ * context sit in slot (loop & 1), which is only rewritten two loops later, after every
+ * task of the loop in between has finished — so never while a claimed task runs.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "threadpool.h"
@@ -23,14 +32,19 @@ struct kiln_pool {
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
     atomic_ullong generation;
-    atomic_int n_busy;
     atomic_int quit;
-    /* current loop */
-    kiln_task_fn task;
-    void *ctx;
-    int64_t n_tasks;
-    atomic_llong next;
+    /* loops: function and context by loop parity; the claim word (see above) */
+    struct {
+        kiln_task_fn task;
+        void *ctx;
+    } slot[2];
+    uint64_t loop;
+    atomic_ullong claim;  /* loop << 48 | n_tasks << 24 | next index */
+    atomic_llong n_done;  /* tasks of the current loop finished */
 };
+
+#define CLAIM_BITS 24
+#define CLAIM_MASK ((1ull << CLAIM_BITS) - 1)
 
 int kiln_cpu_count(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -39,9 +53,16 @@ int kiln_cpu_count(void) {
 
 static void run_tasks(kiln_pool *p) {
     for (;;) {
-        int64_t i = atomic_fetch_add(&p->next, 1);
-        if (i >= p->n_tasks) break;
-        p->task(p->ctx, i);
+        const uint64_t v = atomic_fetch_add(&p->claim, 1);
+        const int64_t i = (int64_t)(v & CLAIM_MASK), n = (int64_t)((v >> CLAIM_BITS) & CLAIM_MASK);
+        if (i >= n) break;
+        const int s = (int)((v >> (2 * CLAIM_BITS)) & 1);
+        p->slot[s].task(p->slot[s].ctx, i);
+        if (atomic_fetch_add(&p->n_done, 1) + 1 == n) { /* the last task: wake the caller if it sleeps */
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
 }
 
@@ -68,11 +89,6 @@ static void *worker(void *arg) {
         if (atomic_load(&p->quit)) break;
         seen = atomic_load(&p->generation);
         run_tasks(p);
-        if (atomic_fetch_sub(&p->n_busy, 1) == 1) {
-            pthread_mutex_lock(&p->mu);
-            pthread_cond_signal(&p->done);
-            pthread_mutex_unlock(&p->mu);
-        }
     }
     return NULL;
 }
@@ -125,24 +141,25 @@ int kiln_pool_size(const kiln_pool *p) { return p ? p->n_threads : 1; }
 
 void kiln_pool_for(kiln_pool *p, int64_t n_tasks, kiln_task_fn task, void *ctx) {
     if (n_tasks <= 0) return;
-    if (!p || p->n_threads == 1 || n_tasks == 1) {
+    if (!p || p->n_threads == 1 || n_tasks == 1 || n_tasks > (int64_t)CLAIM_MASK / 2) {
         for (int64_t i = 0; i < n_tasks; i++) task(ctx, i);
         return;
     }
-    p->task = task;
-    p->ctx = ctx;
-    p->n_tasks = n_tasks;
-    atomic_store(&p->next, 0);
-    atomic_store(&p->n_busy, p->n_threads - 1);
+    /* Every task of the previous loop is done; its claims are spent. */
+    const uint64_t loop = ++p->loop;
+    p->slot[loop & 1].task = task;
+    p->slot[loop & 1].ctx = ctx;
+    atomic_store(&p->n_done, 0);
+    atomic_store(&p->claim, (loop & 0xffff) << (2 * CLAIM_BITS) | (uint64_t)n_tasks << CLAIM_BITS);
     pthread_mutex_lock(&p->mu);
-    atomic_fetch_add(&p->generation, 1); /* publishes the fields above (seq_cst) */
+    atomic_fetch_add(&p->generation, 1);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     run_tasks(p);
-    for (int i = 0; i < SPIN_ITERS && atomic_load(&p->n_busy) > 0; i++) cpu_relax();
-    if (atomic_load(&p->n_busy) > 0) {
+    for (int i = 0; i < SPIN_ITERS && atomic_load(&p->n_done) < n_tasks; i++) cpu_relax();
+    if (atomic_load(&p->n_done) < n_tasks) {
         pthread_mutex_lock(&p->mu);
-        while (atomic_load(&p->n_busy) > 0) pthread_cond_wait(&p->done, &p->mu);
+        while (atomic_load(&p->n_done) < n_tasks) pthread_cond_wait(&p->done, &p->mu);
         pthread_mutex_unlock(&p->mu);
     }
 }
