@@ -34,7 +34,9 @@
 enum { K_Q4_1, K_Q5_0, K_Q5_1 };
 
 INLINE size_t block_bytes(int kind) {
-    return kind == K_Q4_1 ? sizeof(kiln_block_q4_1) : kind == K_Q5_0 ? sizeof(kiln_block_q5_0) : sizeof(kiln_block_q5_1);
+    return kind == K_Q4_1   ? sizeof(kiln_block_q4_1)
+           : kind == K_Q5_0 ? sizeof(kiln_block_q5_0)
+                            : sizeof(kiln_block_q5_1);
 }
 INLINE size_t qh_at(int kind) { return kind == K_Q5_0 ? 2 : 4; }
 INLINE size_t qs_at(int kind) { return kind == K_Q4_1 ? 4 : kind == K_Q5_0 ? 6 : 8; }
@@ -89,7 +91,8 @@ INLINE void tile(int kind, int NR, int NC, int64_t k, const uint8_t *w, size_t w
         float dx[AVX2_MC];
         UNROLL for (int c = 0; c < NC; c++) {
             const size_t i = (size_t)(i0 + c);
-            xv[c] = _mm256_load_si256((const __m256i *)(const void *)(x->qs + i * x->qs_stride + (size_t)b * KILN_QK8_0));
+            const int8_t *xq = x->qs + i * x->qs_stride + (size_t)b * KILN_QK8_0;
+            xv[c] = _mm256_load_si256((const __m256i *)(const void *)xq);
             dx[c] = x->d[i * x->d_stride + (size_t)b];
             if (kind != K_Q5_0) {
                 const int16_t *bs = x->bs + i * x->bs_stride + 2 * (size_t)b;

@@ -36,7 +36,9 @@
 enum { K_Q4_1, K_Q5_0, K_Q5_1 };
 
 INLINE size_t block_bytes(int kind) {
-    return kind == K_Q4_1 ? sizeof(kiln_block_q4_1) : kind == K_Q5_0 ? sizeof(kiln_block_q5_0) : sizeof(kiln_block_q5_1);
+    return kind == K_Q4_1   ? sizeof(kiln_block_q4_1)
+           : kind == K_Q5_0 ? sizeof(kiln_block_q5_0)
+                            : sizeof(kiln_block_q5_1);
 }
 /* Offsets of qh (5-bit types) and of the nibbles inside a block. */
 INLINE size_t qh_at(int kind) { return kind == K_Q5_0 ? 2 : 4; }
