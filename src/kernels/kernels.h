@@ -25,7 +25,8 @@ void kiln_kernels_init(void);
 /* Name of the chosen level: "ref", "avx2" or "avx512". */
 const char *kiln_kernels_isa(void);
 
-/* True if kiln_matmul accepts weights of type t (F32, F16, BF16, Q8_0, Q4_0). */
+/* True if kiln_matmul accepts weights of type t (F32, F16, BF16, Q8_0, Q4_0, Q4_1,
+ * Q5_0, Q5_1, and whatever other families the kernel table registers). */
 bool kiln_matmul_supports(kiln_dtype t);
 
 /* y = x · wᵀ: w is a 2-D weight (ne[0] = k inputs, ne[1] = m outputs, rows
@@ -46,7 +47,7 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
 /* Converts n elements (n a multiple of the block size) of type t to f32.
  * KILN_ERR_UNSUPPORTED for other types. */
 kiln_status kiln_dequantize_row(kiln_dtype t, const void *src, float *dst, int64_t n);
-/* Converts n f32 to type t (F32, F16, BF16, Q8_0, Q4_0), as llama.cpp's reference
+/* Converts n f32 to type t (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1), as llama.cpp's reference
  * quantizers do. KILN_ERR_UNSUPPORTED for other types. */
 kiln_status kiln_quantize_row(kiln_dtype t, const float *src, void *dst, int64_t n);
 
