@@ -239,7 +239,57 @@ static void mm_q5_1(int64_t k, const void *w, size_t w_stride, int nr, const kil
     mm_legacy(KILN_Q5_1, k, w, w_stride, nr, x, i0, nc, y, ldy);
 }
 
+/* Rows as int8 per 32-block for the packed prompt GEMM (kernels_impl.h: row_q8):
+ * Q5_0 w = d * (q - 16); Q4_1 / Q5_1 w = d * q + m. Exact. */
+static void row_q8_q5_0(const void *row, int64_t k, int8_t *q, float *d, float *m) {
+    (void)m;
+    for (int64_t b = 0; b < k / QK; b++) {
+        kiln_block_q5_0 blk;
+        memcpy(&blk, (const kiln_block_q5_0 *)row + b, sizeof blk);
+        uint32_t qh;
+        memcpy(&qh, blk.qh, 4);
+        uint8_t u[QK];
+        unpack(blk.qs, qh, u);
+        for (int j = 0; j < QK; j++) q[b * QK + j] = (int8_t)(u[j] - 16);
+        d[b] = kiln_fp16_to_f32(blk.d);
+    }
+}
+
+static void row_q8_min(const void *row, int64_t k, int8_t *q, float *d, float *m, bool five) {
+    for (int64_t b = 0; b < k / QK; b++) {
+        uint8_t u[QK];
+        uint16_t dh, mh;
+        if (five) {
+            kiln_block_q5_1 blk;
+            memcpy(&blk, (const kiln_block_q5_1 *)row + b, sizeof blk);
+            uint32_t qh;
+            memcpy(&qh, blk.qh, 4);
+            unpack(blk.qs, qh, u);
+            dh = blk.d, mh = blk.m;
+        } else {
+            kiln_block_q4_1 blk;
+            memcpy(&blk, (const kiln_block_q4_1 *)row + b, sizeof blk);
+            unpack(blk.qs, 0, u);
+            dh = blk.d, mh = blk.m;
+        }
+        for (int j = 0; j < QK; j++) q[b * QK + j] = (int8_t)u[j];
+        d[b] = kiln_fp16_to_f32(dh);
+        m[b] = kiln_fp16_to_f32(mh);
+    }
+}
+
+static void row_q8_q4_1(const void *row, int64_t k, int8_t *q, float *d, float *m) {
+    row_q8_min(row, k, q, d, m, false);
+}
+
+static void row_q8_q5_1(const void *row, int64_t k, int8_t *q, float *d, float *m) {
+    row_q8_min(row, k, q, d, m, true);
+}
+
 void kiln_ref_fill_legacy(kiln_kernel_table *t) {
+    t->row_q8[KILN_Q4_1] = row_q8_q4_1;
+    t->row_q8[KILN_Q5_0] = row_q8_q5_0;
+    t->row_q8[KILN_Q5_1] = row_q8_q5_1;
     t->dequant[KILN_Q4_1] = dequant_q4_1;
     t->dequant[KILN_Q5_0] = dequant_q5_0;
     t->dequant[KILN_Q5_1] = dequant_q5_1;
