@@ -101,12 +101,16 @@ typedef void (*kiln_gemm16_fn)(int64_t nb, const kiln_packed16 *p, int nr, const
                                float *y, size_t ldy);
 
 /* Packed weights (kernels/pack.c): y[c*ldy + r] for r < nr (<= 16), c < nc
- * (<= KILN_PACK_NC) from one group of 16 rows starting at g. */
+ * (<= KILN_PACK_NC) from one group of 16 rows starting at g; nb counts the type's
+ * blocks (32 elements; 256 for Q4_K). */
 typedef void (*kiln_gemmx_fn)(kiln_dtype type, int64_t nb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0,
                               int nc, float *y, size_t ldy);
 /* Bytes of one block of 16 packed rows: 16 fp16 scales, then the quants. */
 #define KILN_X16_Q4_0_BLOCK (32 + 256)
 #define KILN_X16_Q8_0_BLOCK (32 + 512)
+/* Q4_K: per super-block of 256: 16 fp16 d, 16 fp16 dmin, 8x16 scale bytes, 8x16 min
+ * bytes, then 8 sub-blocks of 256 nibble bytes laid out as a Q4_0 block. */
+#define KILN_X16_Q4_K_BLOCK (64 + 256 + 8 * 256)
 
 typedef struct {
     const char *name;

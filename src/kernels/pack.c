@@ -12,6 +12,12 @@
  *         removed with the input's block sum);
  *   Q8_0: 8 vectors of 64 bytes; vector g, lane r = quants 4g..4g+3 of row r plus 128
  *         (unsigned for vpdpbusd; the 128 is removed the same way).
+ *   Q4_K: per super-block of 256: the 16 rows' fp16 d, then fp16 dmin, then the 8
+ *         sub-blocks' 6-bit scales (8 x 16 bytes, sub-block major) and mins (same),
+ *         then per sub-block of 32 the 4 nibble vectors as for Q4_0 (Q4_K keeps
+ *         sub-block 2c in the low nibbles and 2c+1 in the high nibbles of the same 32
+ *         bytes; they are regrouped so each sub-block reads like a Q4_0 block).
+ *         4.625 bits per weight (Q4_K: 4.5).
  * One block of 16 rows is then 4 or 8 aligned loads, and the integer block sums of 16
  * rows come out in the 16 lanes with no horizontal reduction: matrix-vector products
  * run at memory speed and prompts reuse each loaded vector for 8 inputs.
@@ -24,18 +30,51 @@
 #include "base/status.h"
 #include "kernels/kernels_impl.h"
 
+/* Scale and min of sub-block j of a Q4_K super-block (6 bits each, GGUF packing). */
+static void q4k_scale_min(const uint8_t *q, int j, uint8_t *sc, uint8_t *mn) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *mn = q[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4));
+        *mn = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+/* One row of a Q4_K matrix into lane `lane` of its group. */
+static void pack_q4k_row(const uint8_t *row, int64_t nsb, uint8_t *g, int lane) {
+    for (int64_t b = 0; b < nsb; b++) {
+        kiln_block_q4_k blk;
+        memcpy(&blk, row + (size_t)b * sizeof blk, sizeof blk);
+        uint8_t *o = g + (size_t)b * KILN_X16_Q4_K_BLOCK;
+        memcpy(o + 2 * lane, &blk.d, 2);
+        memcpy(o + 32 + 2 * lane, &blk.dmin, 2);
+        for (int j = 0; j < 8; j++) q4k_scale_min(blk.scales, j, o + 64 + j * 16 + lane, o + 192 + j * 16 + lane);
+        for (int j = 0; j < 8; j++) {
+            /* sub-block j: 32 nibbles = low (j even) or high (j odd) nibbles of qs[32*(j/2) ..] */
+            const uint8_t *src = blk.qs + 32 * (j / 2);
+            uint8_t nib[32], bytes[16];
+            for (int e = 0; e < 32; e++) nib[e] = (uint8_t)((j & 1) ? src[e] >> 4 : src[e] & 0x0f);
+            for (int e = 0; e < 16; e++) bytes[e] = (uint8_t)(nib[e] | nib[e + 16] << 4); /* as Q4_0 stores them */
+            uint8_t *sb = o + 320 + (size_t)j * 256;
+            for (int h = 0; h < 4; h++) memcpy(sb + h * 64 + lane * 4, bytes + 4 * h, 4);
+        }
+    }
+}
+
 kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem) {
     *mem = NULL;
     const kiln_kernel_table *t = kiln_kernels_current();
-    if (!t->gemm_x16 || !w || (w->type != KILN_Q4_0 && w->type != KILN_Q8_0) || w->ne[2] != 1 || w->ne[3] != 1)
+    if (!t->gemm_x16 || !w || (w->type != KILN_Q4_0 && w->type != KILN_Q8_0 && w->type != KILN_Q4_K) ||
+        w->ne[2] != 1 || w->ne[3] != 1)
         return KILN_ERR_UNSUPPORTED;
-    const bool q4 = w->type == KILN_Q4_0;
+    const bool q4 = w->type == KILN_Q4_0, q4k = w->type == KILN_Q4_K;
     const int64_t k = w->ne[0], m = w->ne[1];
     size_t row_bytes;
     if (k <= 0 || m <= 0 || !kiln_dtype_row_bytes(w->type, k, &row_bytes) || w->nb[1] < row_bytes || !w->data)
         return KILN_ERR_UNSUPPORTED;
-    const int64_t nb = k / 32, groups = (m + 15) / 16;
-    const size_t bsz = q4 ? KILN_X16_Q4_0_BLOCK : KILN_X16_Q8_0_BLOCK;
+    const int64_t nb = q4k ? k / 256 : k / 32, groups = (m + 15) / 16;
+    const size_t bsz = q4k ? KILN_X16_Q4_K_BLOCK : q4 ? KILN_X16_Q4_0_BLOCK : KILN_X16_Q8_0_BLOCK;
     size_t total;
     if (!kiln_mul_ok((size_t)groups * (size_t)nb, bsz, &total))
         return kiln_fail(KILN_ERR_NOMEM, "packing a %lld x %lld matrix: size overflows", (long long)m, (long long)k);
@@ -47,6 +86,10 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
         const uint8_t *row = src + (size_t)r * w->nb[1];
         uint8_t *g = p + (size_t)(r / 16) * (size_t)nb * bsz;
         const int lane = (int)(r % 16);
+        if (q4k) {
+            pack_q4k_row(row, nb, g, lane);
+            continue;
+        }
         for (int64_t b = 0; b < nb; b++) {
             uint8_t *blk = g + (size_t)b * bsz;
             if (q4) {
@@ -64,7 +107,7 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
     /* Rows of zero-scale padding must not hold the 128 offset of Q8_0 wrongly: their
      * quants are 0 (not 128), but their scale is 0, so they add nothing. */
     memset(out, 0, sizeof *out);
-    out->type = q4 ? KILN_Q4_0_X16 : KILN_Q8_0_X16;
+    out->type = q4k ? KILN_Q4_K_X16 : q4 ? KILN_Q4_0_X16 : KILN_Q8_0_X16;
     out->n_dims = 2;
     out->ne[0] = k, out->ne[1] = m, out->ne[2] = 1, out->ne[3] = 1;
     out->nb[0] = 1, out->nb[1] = (size_t)nb * bsz / 16; /* informative: bytes per row on average */

@@ -295,6 +295,58 @@ INLINE void x16_tile(int Q4, int NC, int64_t nb, const uint8_t *g, int nr, const
     UNROLL for (int c = 0; c < NC; c++) _mm512_mask_storeu_ps(y + (size_t)c * ldy, keep, acc[c]);
 }
 
+/* Q4_K packed (pack.c): per sub-block of 32 the nibbles are a Q4_0 block (unsigned
+ * q, no offset); per output element and sub-block j, in order:
+ *   acc = fma(float(isum_j), (d * sc_j) * d_x, acc);  acc = fma(-(dmin * m_j), d_x * sum_x, acc)
+ * d * sc_j and dmin * m_j are exact in float (an fp16 times a 6-bit integer). */
+INLINE void x16_q4k_tile(int NC, int64_t nsb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0, float *y,
+                         size_t ldy) {
+    __m512 acc[KILN_PACK_NC];
+    const int8_t *xq[KILN_PACK_NC];
+    const float *xd[KILN_PACK_NC];
+    const int16_t *xs[KILN_PACK_NC];
+    UNROLL for (int c = 0; c < NC; c++) {
+        acc[c] = _mm512_setzero_ps();
+        xq[c] = x->qs + (size_t)(i0 + c) * x->qs_stride;
+        xd[c] = x->d + (size_t)(i0 + c) * x->d_stride;
+        xs[c] = x->bs + (size_t)(i0 + c) * x->bs_stride;
+    }
+    const __m512i lo4 = _mm512_set1_epi8(0x0f);
+    for (int64_t sb = 0; sb < nsb; sb++) {
+        const uint8_t *blk = g + (size_t)sb * KILN_X16_Q4_K_BLOCK;
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)blk));
+        const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 32)));
+        for (int j = 0; j < 8; j++) {
+            const __m512 sc = _mm512_mul_ps(
+                d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(blk + 64 + j * 16)))));
+            const __m512 mn = _mm512_mul_ps(
+                dmin, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(blk + 192 + j * 16)))));
+            const uint8_t *nb = blk + 320 + j * 256;
+            __m512i wv[8];
+            UNROLL for (int h = 0; h < 4; h++) {
+                const __m512i v = _mm512_loadu_si512((const void *)(nb + h * 64));
+                wv[h] = _mm512_and_si512(v, lo4);
+                wv[h + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
+            }
+            const int64_t b = sb * 8 + j; /* the activation block of this sub-block */
+            UNROLL for (int c = 0; c < NC; c++) {
+                __m512i isum = _mm512_setzero_si512();
+                UNROLL for (int gi = 0; gi < 8; gi++) {
+                    int32_t xg;
+                    memcpy(&xg, xq[c] + b * 32 + gi * 4, 4);
+                    isum = _mm512_dpbusd_epi32(isum, wv[gi], _mm512_set1_epi32(xg));
+                }
+                const float dx = xd[c][b];
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(sc, _mm512_set1_ps(dx)), acc[c]);
+                const float sx = dx * (float)(xs[c][2 * b] + xs[c][2 * b + 1]);
+                acc[c] = _mm512_fnmadd_ps(mn, _mm512_set1_ps(sx), acc[c]);
+            }
+        }
+    }
+    const __mmask16 keep = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
+    UNROLL for (int c = 0; c < NC; c++) _mm512_mask_storeu_ps(y + (size_t)c * ldy, keep, acc[c]);
+}
+
 #define X16_CASES(Q4)                                           \
     switch (nc) {                                               \
     case 1: x16_tile(Q4, 1, nb, g, nr, x, i0, y, ldy); break;   \
@@ -307,9 +359,23 @@ INLINE void x16_tile(int Q4, int NC, int64_t nb, const uint8_t *g, int nr, const
     default: x16_tile(Q4, 8, nb, g, nr, x, i0, y, ldy); break;  \
     }
 
+#define Q4K_CASES()                                               \
+    switch (nc) {                                                 \
+    case 1: x16_q4k_tile(1, nb, g, nr, x, i0, y, ldy); break;     \
+    case 2: x16_q4k_tile(2, nb, g, nr, x, i0, y, ldy); break;     \
+    case 3: x16_q4k_tile(3, nb, g, nr, x, i0, y, ldy); break;     \
+    case 4: x16_q4k_tile(4, nb, g, nr, x, i0, y, ldy); break;     \
+    case 5: x16_q4k_tile(5, nb, g, nr, x, i0, y, ldy); break;     \
+    case 6: x16_q4k_tile(6, nb, g, nr, x, i0, y, ldy); break;     \
+    case 7: x16_q4k_tile(7, nb, g, nr, x, i0, y, ldy); break;     \
+    default: x16_q4k_tile(8, nb, g, nr, x, i0, y, ldy); break;    \
+    }
+
 static void gemm_x16(kiln_dtype type, int64_t nb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0, int nc,
                      float *y, size_t ldy) {
-    if (type == KILN_Q4_0_X16) {
+    if (type == KILN_Q4_K_X16) {
+        Q4K_CASES()
+    } else if (type == KILN_Q4_0_X16) {
         X16_CASES(1)
     } else {
         X16_CASES(0)
