@@ -174,13 +174,8 @@ static void test_round_trips(void) {
 static void test_errors(void) {
     float x[64] = {0};
     uint8_t buf[256];
-<<<<<<< HEAD
-    CHECK(kiln_quantize_row(KILN_Q8_1, x, buf, 32) == KILN_ERR_UNSUPPORTED);
-    CHECK(kiln_dequantize_row(KILN_Q6_K, buf, x, 256) == KILN_ERR_UNSUPPORTED);
-=======
-    CHECK(kiln_quantize_row(KILN_Q4_1, x, buf, 32) == KILN_ERR_UNSUPPORTED);
+    CHECK(kiln_quantize_row(KILN_Q8_1, x, buf, 32) == KILN_ERR_UNSUPPORTED);   /* activation-only types */
     CHECK(kiln_dequantize_row(KILN_Q8_K, buf, x, 256) == KILN_ERR_UNSUPPORTED);
->>>>>>> kq
     CHECK(kiln_dequantize_row((kiln_dtype)99, buf, x, 32) == KILN_ERR_UNSUPPORTED);
     CHECK(kiln_quantize_row(KILN_Q8_0, x, buf, 33) == KILN_ERR_INVALID_ARG);
     CHECK(kiln_dequantize_row(KILN_Q4_0, buf, x, 16) == KILN_ERR_INVALID_ARG);
