@@ -111,6 +111,13 @@ typedef void (*kiln_gemmx_fn)(kiln_dtype type, int64_t nb, const uint8_t *g, int
 /* Q4_K: per super-block of 256: 16 fp16 d, 16 fp16 dmin, 8x16 scale bytes, 8x16 min
  * bytes, then 8 sub-blocks of 256 nibble bytes laid out as a Q4_0 block. */
 #define KILN_X16_Q4_K_BLOCK (64 + 256 + 8 * 256)
+/* Q6_K: per super-block of 256: 16 fp16 d, 16x16 int8 scales (sub-block major), then
+ * per block of 32: 4 low-nibble vectors (as Q4_0) and 2 vectors of high 2-bit pairs. */
+#define KILN_X16_Q6_K_BLOCK (32 + 256 + 8 * (256 + 128))
+static inline bool kiln_x16_type(kiln_dtype t) {
+    return t == KILN_Q4_0_X16 || t == KILN_Q8_0_X16 || t == KILN_Q4_K_X16 || t == KILN_Q6_K_X16;
+}
+static inline bool kiln_x16_superblock(kiln_dtype t) { return t == KILN_Q4_K_X16 || t == KILN_Q6_K_X16; }
 
 typedef struct {
     const char *name;

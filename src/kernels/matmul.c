@@ -216,7 +216,7 @@ typedef struct {
 static void x16_task(void *ctx, int64_t task) {
     const x16_job *xj = ctx;
     const mm_job *j = xj->j;
-    const int64_t nb = j->k / (xj->type == KILN_Q4_K_X16 ? 256 : KILN_QK8_0), groups = (j->m + 15) / 16;
+    const int64_t nb = j->k / (kiln_x16_superblock(xj->type) ? 256 : KILN_QK8_0), groups = (j->m + 15) / 16;
     const int64_t g0 = task * xj->groups_per_task;
     const int64_t g1 = g0 + xj->groups_per_task < groups ? g0 + xj->groups_per_task : groups;
     for (int64_t c = 0; c < j->n; c += KILN_PACK_NC) {
@@ -235,8 +235,8 @@ static kiln_status matmul_x16(const kiln_kernel_table *t, const kiln_tensor *w, 
         return kiln_fail(KILN_ERR_UNSUPPORTED, "matmul: packed weights need the kernels they were packed for (%s)",
                          t->name);
     const int64_t k = w->ne[0], m = w->ne[1];
-    const bool q4k = w->type == KILN_Q4_K_X16;
-    if (n < 0 || k <= 0 || m <= 0 || k % (q4k ? 256 : 32))
+    const bool sup = kiln_x16_superblock(w->type);
+    if (n < 0 || k <= 0 || m <= 0 || k % (sup ? 256 : 32))
         return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: bad packed shapes");
     if (n == 0) return KILN_OK;
     if (!x || !y || !w->data) return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: NULL data");
@@ -244,8 +244,11 @@ static kiln_status matmul_x16(const kiln_kernel_table *t, const kiln_tensor *w, 
     void *scratch = NULL;
     kiln_status st = quantize_inputs(&j, t, true, pool, &scratch);
     if (st) return st;
-    const int64_t nb = q4k ? k / 256 : k / 32, groups = (m + 15) / 16;
-    const size_t bsz = q4k ? KILN_X16_Q4_K_BLOCK : w->type == KILN_Q4_0_X16 ? KILN_X16_Q4_0_BLOCK : KILN_X16_Q8_0_BLOCK;
+    const int64_t nb = sup ? k / 256 : k / 32, groups = (m + 15) / 16;
+    const size_t bsz = w->type == KILN_Q6_K_X16   ? KILN_X16_Q6_K_BLOCK
+                       : w->type == KILN_Q4_K_X16 ? KILN_X16_Q4_K_BLOCK
+                       : w->type == KILN_Q4_0_X16 ? KILN_X16_Q4_0_BLOCK
+                                                  : KILN_X16_Q8_0_BLOCK;
     /* one group per task for a matrix-vector product (a weight stream, balanced);
      * for prompts about 256 KiB of packed weights per task, reused for every input */
     int64_t per = 1;
@@ -263,8 +266,7 @@ static kiln_status matmul_x16(const kiln_kernel_table *t, const kiln_tensor *w, 
 kiln_status kiln_matmul_with(const kiln_kernel_table *t, const kiln_tensor *w, const float *x, int64_t n, float *y,
                              kiln_pool *pool) {
     if (!t || !w) return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: no kernel table or weight");
-    if (w->type == KILN_Q4_0_X16 || w->type == KILN_Q8_0_X16 || w->type == KILN_Q4_K_X16)
-        return matmul_x16(t, w, x, n, y, pool);
+    if (kiln_x16_type(w->type)) return matmul_x16(t, w, x, n, y, pool);
     kiln_mm_fn mm = kernel_for(t, w->type);
     if (!mm) return kiln_fail(KILN_ERR_UNSUPPORTED, "matmul: weight type %s is not supported", kiln_dtype_name(w->type));
     const int64_t k = w->ne[0], m = w->ne[1];

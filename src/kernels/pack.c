@@ -18,6 +18,11 @@
  *         sub-block 2c in the low nibbles and 2c+1 in the high nibbles of the same 32
  *         bytes; they are regrouped so each sub-block reads like a Q4_0 block).
  *         4.625 bits per weight (Q4_K: 4.5).
+ *   Q6_K: per super-block of 256: 16 fp16 d, then 16 sub-blocks x 16 rows of int8
+ *         scales, then per block of 32 elements the unsigned 6-bit quants (q + 32):
+ *         4 low-nibble vectors as for Q4_0, and 2 vectors of 2-bit high parts (vector
+ *         v, lane r, byte e: bits 2h..2h+1 = element 4(4v + h) + e). 6.56 bits per
+ *         weight (Q6_K: 6.56).
  * One block of 16 rows is then 4 or 8 aligned loads, and the integer block sums of 16
  * rows come out in the 16 lanes with no horizontal reduction: matrix-vector products
  * run at memory speed and prompts reuse each loaded vector for 8 inputs.
@@ -62,19 +67,57 @@ static void pack_q4k_row(const uint8_t *row, int64_t nsb, uint8_t *g, int lane) 
     }
 }
 
+/* One row of a Q6_K matrix into lane `lane` of its group. */
+static void pack_q6k_row(const uint8_t *row, int64_t nsb, uint8_t *g, int lane) {
+    for (int64_t b = 0; b < nsb; b++) {
+        kiln_block_q6_k blk;
+        memcpy(&blk, row + (size_t)b * sizeof blk, sizeof blk);
+        uint8_t *o = g + (size_t)b * KILN_X16_Q6_K_BLOCK;
+        memcpy(o + 2 * lane, &blk.d, 2);
+        for (int j = 0; j < 16; j++) o[32 + j * 16 + lane] = (uint8_t)blk.scales[j];
+        uint8_t u[256]; /* q + 32, 0..63, element order (GGUF Q6_K bit layout) */
+        for (int i = 0; i < 256; i++) {
+            const int n = i / 128, off = i % 128, qq = off / 32, l = off % 32;
+            const uint8_t lo = qq == 0   ? blk.ql[64 * n + l] & 0x0f
+                               : qq == 1 ? blk.ql[64 * n + l + 32] & 0x0f
+                               : qq == 2 ? blk.ql[64 * n + l] >> 4
+                                         : blk.ql[64 * n + l + 32] >> 4;
+            u[i] = (uint8_t)(lo | ((blk.qh[32 * n + l] >> (2 * qq)) & 3) << 4);
+        }
+        for (int bb = 0; bb < 8; bb++) {
+            const uint8_t *e32 = u + 32 * bb;
+            uint8_t *lo = o + 288 + (size_t)bb * 384, *hi = lo + 256;
+            for (int h = 0; h < 4; h++)
+                for (int e = 0; e < 4; e++) {
+                    lo[h * 64 + lane * 4 + e] = (uint8_t)((e32[4 * h + e] & 0x0f) | (e32[16 + 4 * h + e] & 0x0f) << 4);
+                }
+            for (int v = 0; v < 2; v++)
+                for (int e = 0; e < 4; e++) {
+                    uint8_t byte = 0;
+                    for (int h = 0; h < 4; h++) byte |= (uint8_t)((e32[4 * (4 * v + h) + e] >> 4) << (2 * h));
+                    hi[v * 64 + lane * 4 + e] = byte;
+                }
+        }
+    }
+}
+
 kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem) {
     *mem = NULL;
     const kiln_kernel_table *t = kiln_kernels_current();
-    if (!t->gemm_x16 || !w || (w->type != KILN_Q4_0 && w->type != KILN_Q8_0 && w->type != KILN_Q4_K) ||
+    if (!t->gemm_x16 || !w ||
+        (w->type != KILN_Q4_0 && w->type != KILN_Q8_0 && w->type != KILN_Q4_K && w->type != KILN_Q6_K) ||
         w->ne[2] != 1 || w->ne[3] != 1)
         return KILN_ERR_UNSUPPORTED;
-    const bool q4 = w->type == KILN_Q4_0, q4k = w->type == KILN_Q4_K;
+    const bool q4 = w->type == KILN_Q4_0, q4k = w->type == KILN_Q4_K, q6k = w->type == KILN_Q6_K;
     const int64_t k = w->ne[0], m = w->ne[1];
     size_t row_bytes;
     if (k <= 0 || m <= 0 || !kiln_dtype_row_bytes(w->type, k, &row_bytes) || w->nb[1] < row_bytes || !w->data)
         return KILN_ERR_UNSUPPORTED;
-    const int64_t nb = q4k ? k / 256 : k / 32, groups = (m + 15) / 16;
-    const size_t bsz = q4k ? KILN_X16_Q4_K_BLOCK : q4 ? KILN_X16_Q4_0_BLOCK : KILN_X16_Q8_0_BLOCK;
+    const int64_t nb = q4k || q6k ? k / 256 : k / 32, groups = (m + 15) / 16;
+    const size_t bsz = q6k   ? KILN_X16_Q6_K_BLOCK
+                       : q4k ? KILN_X16_Q4_K_BLOCK
+                       : q4  ? KILN_X16_Q4_0_BLOCK
+                             : KILN_X16_Q8_0_BLOCK;
     size_t total;
     if (!kiln_mul_ok((size_t)groups * (size_t)nb, bsz, &total))
         return kiln_fail(KILN_ERR_NOMEM, "packing a %lld x %lld matrix: size overflows", (long long)m, (long long)k);
@@ -86,8 +129,8 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
         const uint8_t *row = src + (size_t)r * w->nb[1];
         uint8_t *g = p + (size_t)(r / 16) * (size_t)nb * bsz;
         const int lane = (int)(r % 16);
-        if (q4k) {
-            pack_q4k_row(row, nb, g, lane);
+        if (q4k || q6k) {
+            (q4k ? pack_q4k_row : pack_q6k_row)(row, nb, g, lane);
             continue;
         }
         for (int64_t b = 0; b < nb; b++) {
@@ -107,7 +150,7 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
     /* Rows of zero-scale padding must not hold the 128 offset of Q8_0 wrongly: their
      * quants are 0 (not 128), but their scale is 0, so they add nothing. */
     memset(out, 0, sizeof *out);
-    out->type = q4k ? KILN_Q4_K_X16 : q4 ? KILN_Q4_0_X16 : KILN_Q8_0_X16;
+    out->type = q6k ? KILN_Q6_K_X16 : q4k ? KILN_Q4_K_X16 : q4 ? KILN_Q4_0_X16 : KILN_Q8_0_X16;
     out->n_dims = 2;
     out->ne[0] = k, out->ne[1] = m, out->ne[2] = 1, out->ne[3] = 1;
     out->nb[0] = 1, out->nb[1] = (size_t)nb * bsz / 16; /* informative: bytes per row on average */

@@ -347,6 +347,61 @@ INLINE void x16_q4k_tile(int NC, int64_t nsb, const uint8_t *g, int nr, const ki
     UNROLL for (int c = 0; c < NC; c++) _mm512_mask_storeu_ps(y + (size_t)c * ldy, keep, acc[c]);
 }
 
+/* Q6_K packed (pack.c): unsigned q + 32 per element; per block of 32 two sub-blocks
+ * of 16 with their own int8 scales; per output element and sub-block, in order:
+ *   acc = fma(float(isum), (d * sc) * d_x, acc), the lanes starting at
+ *   -32 * (the input's 16-element sum) so the +32 cancels exactly. */
+INLINE void x16_q6k_tile(int NC, int64_t nsb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0, float *y,
+                         size_t ldy) {
+    __m512 acc[KILN_PACK_NC];
+    const int8_t *xq[KILN_PACK_NC];
+    const float *xd[KILN_PACK_NC];
+    const int16_t *xs[KILN_PACK_NC];
+    UNROLL for (int c = 0; c < NC; c++) {
+        acc[c] = _mm512_setzero_ps();
+        xq[c] = x->qs + (size_t)(i0 + c) * x->qs_stride;
+        xd[c] = x->d + (size_t)(i0 + c) * x->d_stride;
+        xs[c] = x->bs + (size_t)(i0 + c) * x->bs_stride;
+    }
+    const __m512i lo4 = _mm512_set1_epi8(0x0f), two = _mm512_set1_epi8(0x03);
+    for (int64_t sb = 0; sb < nsb; sb++) {
+        const uint8_t *blk = g + (size_t)sb * KILN_X16_Q6_K_BLOCK;
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)blk));
+        for (int bb = 0; bb < 8; bb++) {
+            const __m512 sc0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                                    _mm_loadu_si128((const __m128i *)(const void *)(blk + 32 + 32 * bb)))));
+            const __m512 sc1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                                                    (const __m128i *)(const void *)(blk + 32 + 32 * bb + 16)))));
+            const uint8_t *lo = blk + 288 + (size_t)bb * 384, *hi = lo + 256;
+            __m512i wv[8];
+            const __m512i h0 = _mm512_loadu_si512((const void *)hi), h1 = _mm512_loadu_si512((const void *)(hi + 64));
+            UNROLL for (int h = 0; h < 4; h++) {
+                const __m512i v = _mm512_loadu_si512((const void *)(lo + h * 64));
+                const __m512i a = _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(h0, 2 * h), two), 4);
+                const __m512i b = _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(h1, 2 * h), two), 4);
+                wv[h] = _mm512_or_si512(_mm512_and_si512(v, lo4), a);
+                wv[h + 4] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), lo4), b);
+            }
+            const int64_t b = sb * 8 + bb;
+            UNROLL for (int c = 0; c < NC; c++) {
+                __m512i s0 = _mm512_set1_epi32(-32 * xs[c][2 * b]), s1 = _mm512_set1_epi32(-32 * xs[c][2 * b + 1]);
+                UNROLL for (int gi = 0; gi < 4; gi++) {
+                    int32_t x0, x1;
+                    memcpy(&x0, xq[c] + b * 32 + gi * 4, 4);
+                    memcpy(&x1, xq[c] + b * 32 + 16 + gi * 4, 4);
+                    s0 = _mm512_dpbusd_epi32(s0, wv[gi], _mm512_set1_epi32(x0));
+                    s1 = _mm512_dpbusd_epi32(s1, wv[gi + 4], _mm512_set1_epi32(x1));
+                }
+                const __m512 dx = _mm512_set1_ps(xd[c][b]);
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(sc0, dx), acc[c]);
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(sc1, dx), acc[c]);
+            }
+        }
+    }
+    const __mmask16 keep = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
+    UNROLL for (int c = 0; c < NC; c++) _mm512_mask_storeu_ps(y + (size_t)c * ldy, keep, acc[c]);
+}
+
 #define X16_CASES(Q4)                                           \
     switch (nc) {                                               \
     case 1: x16_tile(Q4, 1, nb, g, nr, x, i0, y, ldy); break;   \
@@ -371,9 +426,23 @@ INLINE void x16_q4k_tile(int NC, int64_t nsb, const uint8_t *g, int nr, const ki
     default: x16_q4k_tile(8, nb, g, nr, x, i0, y, ldy); break;    \
     }
 
+#define Q6K_CASES()                                               \
+    switch (nc) {                                                 \
+    case 1: x16_q6k_tile(1, nb, g, nr, x, i0, y, ldy); break;     \
+    case 2: x16_q6k_tile(2, nb, g, nr, x, i0, y, ldy); break;     \
+    case 3: x16_q6k_tile(3, nb, g, nr, x, i0, y, ldy); break;     \
+    case 4: x16_q6k_tile(4, nb, g, nr, x, i0, y, ldy); break;     \
+    case 5: x16_q6k_tile(5, nb, g, nr, x, i0, y, ldy); break;     \
+    case 6: x16_q6k_tile(6, nb, g, nr, x, i0, y, ldy); break;     \
+    case 7: x16_q6k_tile(7, nb, g, nr, x, i0, y, ldy); break;     \
+    default: x16_q6k_tile(8, nb, g, nr, x, i0, y, ldy); break;    \
+    }
+
 static void gemm_x16(kiln_dtype type, int64_t nb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0, int nc,
                      float *y, size_t ldy) {
-    if (type == KILN_Q4_K_X16) {
+    if (type == KILN_Q6_K_X16) {
+        Q6K_CASES()
+    } else if (type == KILN_Q4_K_X16) {
         Q4K_CASES()
     } else if (type == KILN_Q4_0_X16) {
         X16_CASES(1)
