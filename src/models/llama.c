@@ -67,14 +67,32 @@ static kiln_status alloc_runtime(kiln_llama *m, size_t limit) {
 }
 
 /* Repacks every weight matrix the kernels of this CPU read faster in their own layout
- * (kernels.h: kiln_weight_pack; Q4_0 and Q8_0 on AVX-512): token generation then
- * streams weights at memory bandwidth. The token embedding keeps its file layout
- * (rows are gathered); a tied output matrix gets its own packed copy. */
+ * (kernels.h: kiln_weight_pack; Q4_0, Q8_0, Q4_K, Q6_K on AVX-512): token generation
+ * then streams weights at memory bandwidth. The token embedding keeps its file layout
+ * (rows are gathered); a tied output matrix gets its own packed copy. The matrices
+ * are packed in parallel, one task each. */
+typedef struct {
+    const kiln_tensor **slot;
+    kiln_tensor packed;
+    void *mem;
+    kiln_status st;
+} pack_item;
+
+static void pack_task(void *ctx, int64_t i) {
+    pack_item *it = (pack_item *)ctx + i;
+    it->st = kiln_weight_pack(*it->slot, &it->packed, &it->mem);
+}
+
 static kiln_status pack_weights(kiln_llama *m) {
     const int per_layer = 7, n = m->cfg.n_layer * per_layer + 1;
+    pack_item *items = calloc((size_t)n, sizeof *items);
     m->packed = calloc((size_t)n, sizeof *m->packed);
     m->packed_mem = calloc((size_t)n, sizeof *m->packed_mem);
-    if (!m->packed || !m->packed_mem) return kiln_fail(KILN_ERR_NOMEM, "out of memory");
+    if (!items || !m->packed || !m->packed_mem) {
+        free(items);
+        return kiln_fail(KILN_ERR_NOMEM, "out of memory");
+    }
+    int n_items = 0;
     for (int i = 0; i < n; i++) {
         const kiln_tensor **slot;
         if (i == n - 1) {
@@ -84,13 +102,21 @@ static kiln_status pack_weights(kiln_llama *m) {
             const kiln_tensor **slots[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
             slot = slots[i % per_layer];
         }
-        if (!*slot) continue;
-        kiln_status st = kiln_weight_pack(*slot, &m->packed[m->n_packed], &m->packed_mem[m->n_packed]);
-        if (st == KILN_ERR_UNSUPPORTED) continue; /* this type/CPU has no packed layout */
-        if (st) return st;
-        *slot = &m->packed[m->n_packed++];
+        if (*slot) items[n_items++].slot = slot;
     }
-    return KILN_OK;
+    kiln_pool_for(m->pool, n_items, pack_task, items);
+    kiln_status st = KILN_OK;
+    for (int i = 0; i < n_items; i++) {
+        if (items[i].st == KILN_OK) {
+            m->packed[m->n_packed] = items[i].packed;
+            m->packed_mem[m->n_packed] = items[i].mem;
+            *items[i].slot = &m->packed[m->n_packed++];
+        } else if (items[i].st != KILN_ERR_UNSUPPORTED && !st) {
+            st = kiln_fail(items[i].st, "packing the weights: out of memory");
+        }
+    }
+    free(items);
+    return st;
 }
 
 kiln_status kiln_llama_load(const kiln_llama_options *opt, kiln_llama **out) {
