@@ -88,11 +88,16 @@ static bool ends_with(const char *s, const char *suf) {
     return n >= k && strcmp(s + n - k, suf) == 0;
 }
 
-/* Layer number of "blk.N.<...>", or -1. */
-static int layer_of(const char *name) {
-    int n = -1, used = 0;
-    if (sscanf(name, "blk.%d.%n", &n, &used) != 1 || used == 0) return -1;
-    return n;
+int kiln_qplan_layer(const char *name) {
+    if (strncmp(name, "blk.", 4) != 0) return -1;
+    const char *p = name + 4;
+    int n = 0;
+    if (*p < '0' || *p > '9') return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (n > 100000000) return -1; /* no model has that many layers */
+        n = n * 10 + (*p - '0');
+    }
+    return *p == '.' ? n : -1;
 }
 
 static kiln_dtype row_fallback(kiln_dtype t, int64_t row) {
@@ -118,7 +123,7 @@ kiln_dtype kiln_qplan_tensor_type(const kiln_qtype *q, const kiln_qplan_model *m
     if (q->mix_m) {
         bool is_output = strcmp(name, "output.weight") == 0 ||
                          (!m->has_output && strcmp(name, "token_embd.weight") == 0);
-        int layer = layer_of(name);
+        int layer = kiln_qplan_layer(name);
         if (is_output) {
             t = ne[0] % KILN_QK_K == 0 ? KILN_Q6_K : KILN_Q8_0;
         } else if (layer >= 0 && (strstr(name, ".attn_v.weight") || strstr(name, ".ffn_down.weight")) &&

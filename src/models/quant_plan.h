@@ -38,6 +38,9 @@ typedef struct {
 kiln_dtype kiln_qplan_tensor_type(const kiln_qtype *q, const kiln_qplan_model *m, const char *name, int n_dims,
                                   const int64_t *ne, kiln_dtype src);
 
+/* Layer number N of a tensor named "blk.N.<...>", or -1. */
+int kiln_qplan_layer(const char *name);
+
 /* True if this build can convert f32 rows to t (kiln_quantize_row accepts it). */
 bool kiln_qplan_can_write(kiln_dtype t);
 /* True if this build can convert rows of t to f32. */

@@ -119,9 +119,8 @@ kiln_status kiln_model_quantize(const char *in_path, const char *out_path, const
     int n = (int)g->n_tensors;
     kiln_qplan_model pm = {0};
     for (int i = 0; i < n; i++) {
-        int layer;
-        if (sscanf(g->tensors[i].name, "blk.%d.", &layer) == 1 && layer >= 0 && layer < INT32_MAX && layer + 1 > pm.n_layer)
-            pm.n_layer = layer + 1;
+        int layer = kiln_qplan_layer(g->tensors[i].name);
+        if (layer >= 0 && layer + 1 > pm.n_layer) pm.n_layer = layer + 1;
         if (strcmp(g->tensors[i].name, "output.weight") == 0) pm.has_output = true;
     }
     if (!(qs = calloc((size_t)n + 1, sizeof *qs)) || (st = kiln_pool_create(opt->n_threads, &pool)) ||

@@ -37,6 +37,9 @@ int main(void) {
     CHECK(kiln_qtype_find("q8_0")->ftype == 7 && kiln_qtype_find("q4_0")->ftype == 2);
     CHECK(!kiln_qtype_find("q9_0") && !kiln_qtype_find(NULL));
 
+    CHECK(kiln_qplan_layer("blk.12.attn_v.weight") == 12 && kiln_qplan_layer("blk.x.a") == -1);
+    CHECK(kiln_qplan_layer("blk.99999999999999.a") == -1 && kiln_qplan_layer("output.weight") == -1);
+
     /* pure types: every weight matrix, norms F32 */
     CHECK(type_of("q8_0", 32, true, "output.weight", 4096, 32000) == KILN_Q8_0);
     CHECK(type_of("q8_0", 32, true, "blk.0.attn_norm.weight", 4096, 0) == KILN_F32);
