@@ -125,6 +125,16 @@ kiln_status kiln_llm_generate(kiln_llm *llm, const char *prompt,
                               const kiln_sample_options *opt, kiln_text_fn fn,
                               void *user, kiln_gen_stats *stats);
 
+/* Runs ids[0..n) at positions pos..pos+n-1, after the pos tokens the model's cache
+ * already holds (pos 0 starts a new sequence); for callers driving their own loop
+ * (benchmarks, custom sampling). If logits is not NULL it receives the n_vocab logits
+ * of the last position. KILN_ERR_CONTEXT_FULL if pos + n exceeds the context,
+ * KILN_ERR_INVALID_ARG for an id outside the vocabulary. */
+kiln_status kiln_llm_decode(kiln_llm *llm, const int32_t *ids, size_t n, size_t pos, float *logits);
+
+/* Name of the kernel level this process runs: "ref", "avx2" or "avx512". */
+const char *kiln_kernel_isa(void);
+
 /* ---- tokenizers ---------------------------------------------------------------- */
 
 typedef struct kiln_tokenizer kiln_tokenizer;
@@ -220,6 +230,62 @@ void kiln_server_stop(kiln_server *s);
 /* Describes a model file or folder (GGUF, safetensors, llama2.c): metadata, then the
  * tensor table. On success *text is malloc'd (caller frees). */
 kiln_status kiln_model_describe(const char *path, char **text);
+
+/* Weight statistics of a GGUF model file (benchmarks, roofline). */
+typedef struct {
+    uint64_t n_params;        /* elements of all tensors */
+    uint64_t n_bytes;         /* bytes of all tensor data */
+    uint64_t embd_bytes;      /* bytes of token_embd.weight */
+    uint64_t bytes_per_token; /* bytes a generated token reads: all tensors except the
+                                 token embedding, which is only gathered (unless it is
+                                 tied to the output, which reads it all) */
+    char file_type[24];       /* "Q4_K_M", "Q8_0", "F16" ... (general.file_type, else
+                                 the type holding most bytes); "" if unknown */
+} kiln_model_stats;
+
+/* Fills *out for the GGUF file at path. KILN_ERR_UNSUPPORTED for other formats. */
+kiln_status kiln_model_stats_get(const char *path, kiln_model_stats *out);
+
+/* Called after each tensor is written: its name, and tensors done / total. */
+typedef void (*kiln_progress_fn)(const char *tensor, int done, int total, void *user);
+
+typedef struct {
+    const char *type;           /* "q8_0", "q4_0", "q4_k_m", "f16" ... (case-insensitive) */
+    int n_threads;              /* 0: all cores */
+    kiln_progress_fn progress;  /* may be NULL */
+    void *user;
+} kiln_quantize_options;
+
+/* Reads the GGUF in_path (tensors F32/F16/BF16 or quantized: dequantized first) and
+ * writes out_path with all metadata copied (general.file_type set) and every weight
+ * matrix converted to opt->type (rules in src/models/quant_plan.c); 1-D tensors are
+ * stored as F32. The file is written under a temporary name and renamed when complete:
+ * on any failure no out_path (nor a partial file) is left. KILN_ERR_INVALID_ARG for an
+ * unknown type, KILN_ERR_UNSUPPORTED ("q4_k: not supported by this build") for a type
+ * this build cannot write or read, KILN_ERR_FORMAT for a file that is not GGUF,
+ * KILN_ERR_IO for read/write failures. */
+kiln_status kiln_model_quantize(const char *in_path, const char *out_path, const kiln_quantize_options *opt);
+
+/* NULL-terminated names of the model shapes kiln_model_random knows ("smollm-135m",
+ * "tinyllama-1.1b", "llama2-7b", "llama3-8b", and the tiny test shapes "tiny",
+ * "tiny-bpe"). Static. */
+const char *const *kiln_random_shapes(void);
+
+typedef struct {
+    const char *shape;          /* one of kiln_random_shapes() */
+    const char *type;           /* as kiln_quantize_options.type */
+    uint64_t seed;
+    int n_threads;              /* 0: all cores */
+    kiln_progress_fn progress;  /* may be NULL */
+    void *user;
+} kiln_random_model_options;
+
+/* Writes a llama GGUF of the named shape with random weights (seeded; stddev 0.02,
+ * norms 1) stored directly in opt->type, plus a synthetic but valid tokenizer (SPM
+ * "llama" for the llama2/tinyllama shapes, "gpt2" BPE with merges for smollm/llama3).
+ * Tensors are generated and written one slice at a time: memory stays small whatever
+ * the model size. Same errors and temporary-file rule as kiln_model_quantize. */
+kiln_status kiln_model_random(const char *out_path, const kiln_random_model_options *opt);
 
 #ifdef __cplusplus
 }

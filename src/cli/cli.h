@@ -13,5 +13,7 @@ int kiln_cmd_template(int argc, char **argv);
 int kiln_cmd_serve(int argc, char **argv);
 int kiln_cmd_run(int argc, char **argv);
 int kiln_cmd_jobs(int argc, char **argv);
+int kiln_cmd_quantize(int argc, char **argv);
+int kiln_cmd_bench(int argc, char **argv);
 
 #endif

@@ -19,6 +19,8 @@ static const struct {
     {"serve", kiln_cmd_serve, "serve the HTTP API (OpenAI-compatible and jobs) over a models directory"},
     {"run", kiln_cmd_run, "run a program (preset) of the config file locally"},
     {"jobs", kiln_cmd_jobs, "list, show, cancel or wait for jobs of a running server"},
+    {"quantize", kiln_cmd_quantize, "convert a GGUF's weights to another type, or write a random model"},
+    {"bench", kiln_cmd_bench, "measure prompt and generation speed (like llama-bench)"},
 };
 
 static void usage(FILE *f) {

@@ -34,7 +34,9 @@ typedef struct {
     kiln_dtype type;
     int n_dims;
     int64_t ne[KILN_MAX_DIMS];
-    const void *data; /* referenced until write */
+    const void *data; /* referenced until write (NULL when fill produces it) */
+    kiln_gguf_fill_fn fill;
+    void *fill_user;
     size_t size;
 } wtensor;
 
@@ -245,8 +247,8 @@ kiln_status kiln_gguf_writer_set_value(kiln_gguf_writer *w, const char *key, con
     return put_kv(w, key, &b);
 }
 
-kiln_status kiln_gguf_writer_add_tensor(kiln_gguf_writer *w, const char *name, kiln_dtype type, int n_dims,
-                                        const int64_t *ne, const void *data) {
+static kiln_status add_tensor(kiln_gguf_writer *w, const char *name, kiln_dtype type, int n_dims, const int64_t *ne,
+                              const void *data, kiln_gguf_fill_fn fill, void *fill_user) {
     size_t nlen = name ? strlen(name) : 0;
     if (nlen == 0 || nlen > WRITER_MAX_NAME)
         return kiln_fail(KILN_ERR_INVALID_ARG, "GGUF writer: tensor name must be 1 to %d bytes", WRITER_MAX_NAME);
@@ -255,7 +257,7 @@ kiln_status kiln_gguf_writer_add_tensor(kiln_gguf_writer *w, const char *name, k
     if (n_dims < 1 || n_dims > KILN_MAX_DIMS)
         return kiln_fail(KILN_ERR_INVALID_ARG, "GGUF writer: tensor '%s' has %d dimensions (1 to %d allowed)", name,
                          n_dims, KILN_MAX_DIMS);
-    if (!data) return kiln_fail(KILN_ERR_INVALID_ARG, "GGUF writer: tensor '%s' has no data", name);
+    if (!data && !fill) return kiln_fail(KILN_ERR_INVALID_ARG, "GGUF writer: tensor '%s' has no data", name);
     kiln_tensor t = {.type = type, .n_dims = n_dims, .ne = {1, 1, 1, 1}};
     for (int d = 0; d < n_dims; d++) {
         if (ne[d] < 1 || ne[d] > WRITER_MAX_DIM)
@@ -279,9 +281,22 @@ kiln_status kiln_gguf_writer_add_tensor(kiln_gguf_writer *w, const char *name, k
     wt->n_dims = n_dims;
     memcpy(wt->ne, t.ne, sizeof wt->ne);
     wt->data = data;
+    wt->fill = fill;
+    wt->fill_user = fill_user;
     wt->size = size;
     w->n_t++;
     return KILN_OK;
+}
+
+kiln_status kiln_gguf_writer_add_tensor(kiln_gguf_writer *w, const char *name, kiln_dtype type, int n_dims,
+                                        const int64_t *ne, const void *data) {
+    return add_tensor(w, name, type, n_dims, ne, data, NULL, NULL);
+}
+
+kiln_status kiln_gguf_writer_add_tensor_fn(kiln_gguf_writer *w, const char *name, kiln_dtype type, int n_dims,
+                                           const int64_t *ne, kiln_gguf_fill_fn fill, void *user) {
+    if (!fill) return kiln_fail(KILN_ERR_INVALID_ARG, "GGUF writer: tensor '%s' has no fill function", name ? name : "");
+    return add_tensor(w, name, type, n_dims, ne, NULL, fill, user);
 }
 
 static kiln_status find_alignment(const kiln_gguf_writer *w, uint64_t *align) {
@@ -331,6 +346,36 @@ static kiln_status build_header(const kiln_gguf_writer *w, uint64_t align, kiln_
 
 static bool write_all(FILE *f, const void *p, size_t n) { return n == 0 || fwrite(p, 1, n, f) == n; }
 
+#define FILL_CHUNK_BYTES ((size_t)16 << 20)
+
+/* Writes a tensor produced by its fill function, a chunk of rows at a time through
+ * *buf (grown as needed). Returns KILN_OK, the callback's status, or KILN_ERR_IO with
+ * *io_failed set. */
+static kiln_status write_filled(FILE *f, const wtensor *t, uint8_t **buf, size_t *cap, bool *io_failed) {
+    int64_t rows = t->ne[1] * t->ne[2] * t->ne[3];
+    size_t row_bytes = t->size / (size_t)rows;
+    int64_t per = (int64_t)(FILL_CHUNK_BYTES / row_bytes);
+    if (per < 1) per = 1;
+    if (per > rows) per = rows;
+    size_t need = (size_t)per * row_bytes;
+    if (need > *cap) {
+        uint8_t *p = realloc(*buf, need);
+        if (!p) return kiln_fail(KILN_ERR_NOMEM, "GGUF writer: out of memory for tensor '%s'", t->name);
+        *buf = p;
+        *cap = need;
+    }
+    for (int64_t r = 0; r < rows; r += per) {
+        int64_t n = rows - r < per ? rows - r : per;
+        kiln_status st = t->fill(t->fill_user, r, n, *buf);
+        if (st) return st;
+        if (!write_all(f, *buf, (size_t)n * row_bytes)) {
+            *io_failed = true;
+            return KILN_ERR_IO;
+        }
+    }
+    return KILN_OK;
+}
+
 static bool write_padding(FILE *f, size_t n) {
     static const uint8_t zeros[4096];
     while (n) {
@@ -365,10 +410,23 @@ kiln_status kiln_gguf_writer_write(kiln_gguf_writer *w, const char *path) {
         return st;
     }
     bool ok = write_all(f, hdr.data, hdr.len);
+    uint8_t *chunk = NULL;
+    size_t chunk_cap = 0;
+    kiln_status fill_st = KILN_OK;
     for (size_t i = 0; i < w->n_t && ok; i++) {
         size_t pad = (size_t)((align - w->t[i].size % align) % align);
-        ok = write_all(f, w->t[i].data, w->t[i].size) && write_padding(f, pad);
+        if (w->t[i].fill) {
+            bool io_failed = false;
+            fill_st = write_filled(f, &w->t[i], &chunk, &chunk_cap, &io_failed);
+            ok = !fill_st;
+            if (io_failed) fill_st = KILN_OK; /* reported below with errno */
+            if (!ok) break;
+        } else {
+            ok = write_all(f, w->t[i].data, w->t[i].size);
+        }
+        ok = ok && write_padding(f, pad);
     }
+    free(chunk);
     int err = ok ? 0 : errno;
     if (fclose(f) != 0 && ok) {
         ok = false;
@@ -380,7 +438,8 @@ kiln_status kiln_gguf_writer_write(kiln_gguf_writer *w, const char *path) {
     }
     if (!ok) {
         remove(tmp);
-        st = kiln_fail(KILN_ERR_IO, "%s: write failed: %s", path, strerror(err));
+        if (fill_st) st = kiln_fail_prefix(fill_st, "%s", path);
+        else st = kiln_fail(KILN_ERR_IO, "%s: write failed: %s", path, strerror(err));
     }
     free(tmp);
     kiln_buf_free(&hdr);

@@ -53,6 +53,20 @@ kiln_status kiln_gguf_writer_set_value(kiln_gguf_writer *w, const char *key, con
 kiln_status kiln_gguf_writer_add_tensor(kiln_gguf_writer *w, const char *name, kiln_dtype type, int n_dims,
                                         const int64_t *ne, const void *data);
 
+/* Produces rows [row0, row0 + n_rows) of a tensor added with kiln_gguf_writer_add_tensor_fn
+ * into dst: n_rows rows of ne[0] elements in the tensor's type, contiguous (a "row" is
+ * one ne[0] slice; a tensor has ne[1]*ne[2]*ne[3] of them). Called in row order, from
+ * kiln_gguf_writer_write, on the writing thread. A status other than KILN_OK stops the
+ * write (the message set by the callback is kept) and no file is left behind. */
+typedef kiln_status (*kiln_gguf_fill_fn)(void *user, int64_t row0, int64_t n_rows, void *dst);
+
+/* As kiln_gguf_writer_add_tensor, but the data is produced at write time by fill, a
+ * chunk of rows (about 16 MiB) at a time: a converter or generator can write a model
+ * far larger than memory, one tensor slice after another. user is passed to fill and
+ * must stay valid until write returns. */
+kiln_status kiln_gguf_writer_add_tensor_fn(kiln_gguf_writer *w, const char *name, kiln_dtype type, int n_dims,
+                                           const int64_t *ne, kiln_gguf_fill_fn fill, void *user);
+
 /* Writes everything to path. KILN_ERR_IO names the file on a write failure;
  * KILN_ERR_INVALID_ARG for a bad general.alignment. The writer stays usable. */
 kiln_status kiln_gguf_writer_write(kiln_gguf_writer *w, const char *path);

@@ -19,6 +19,7 @@
 #include "kiln.h"
 #include "formats/gguf.h"
 #include "formats/llama2c.h"
+#include "kernels/kernels.h"
 #include "models/llama.h"
 #include "pipelines/sampler.h"
 #include "pipelines/stop.h"
@@ -307,6 +308,17 @@ kiln_status kiln_llm_eval(kiln_llm *llm, const int32_t *ids, size_t n, double *n
     if (!st && nll_sum) *nll_sum = nll;
     return st;
 }
+
+kiln_status kiln_llm_decode(kiln_llm *llm, const int32_t *ids, size_t n, size_t pos, float *logits) {
+    if (n == 0) return kiln_fail(KILN_ERR_INVALID_ARG, "no tokens to decode");
+    int n_ctx = kiln_llama_n_ctx(llm->model);
+    if (pos > (size_t)n_ctx || n > (size_t)n_ctx - pos)
+        return kiln_fail(KILN_ERR_CONTEXT_FULL, "%zu tokens at position %zu do not fit in the context of %d", n, pos,
+                         n_ctx);
+    return kiln_llama_forward(llm->model, ids, (int)n, (int)pos, logits, false);
+}
+
+const char *kiln_kernel_isa(void) { return kiln_kernels_isa(); }
 
 /* ---- generation ------------------------------------------------------------------ */
 
