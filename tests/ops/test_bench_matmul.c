@@ -28,7 +28,7 @@ int main(void) {
     const int64_t k = full ? 4096 : 1024, m = full ? 4096 : 256;
     const int64_t ns[2] = {1, full ? 64 : 8};
     const int threads = getenv("KILN_BENCH_THREADS") ? atoi(getenv("KILN_BENCH_THREADS")) : 1;
-    const kiln_dtype types[] = {KILN_F32, KILN_F16, KILN_BF16, KILN_Q8_0, KILN_Q4_0};
+    const kiln_dtype types[] = {KILN_F32, KILN_F16, KILN_BF16, KILN_Q8_0, KILN_Q4_0, KILN_Q4_K, KILN_Q5_K, KILN_Q6_K};
 
     kiln_pool *pool = NULL;
     CHECK_OK(kiln_pool_create(threads, &pool));
