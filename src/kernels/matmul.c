@@ -249,14 +249,12 @@ static kiln_status matmul_x16(const kiln_kernel_table *t, const kiln_tensor *w, 
                        : w->type == KILN_Q4_K_X16 ? KILN_X16_Q4_K_BLOCK
                        : w->type == KILN_Q4_0_X16 ? KILN_X16_Q4_0_BLOCK
                                                   : KILN_X16_Q8_0_BLOCK;
-    /* one group per task for a matrix-vector product (a weight stream, balanced);
-     * for prompts about 256 KiB of packed weights per task, reused for every input */
-    int64_t per = 1;
-    if (n > 1) {
-        per = (int64_t)((256u << 10) / ((size_t)nb * bsz));
-        if (per < 1) per = 1;
-        if (per > (groups + 7) / 8) per = (groups + 7) / 8 > 0 ? (groups + 7) / 8 : 1;
-    }
+    /* A matrix-vector product is a weight stream: tasks of about 64 KiB of contiguous
+     * packed weights (long enough runs for the hardware prefetchers), at least 8 tasks
+     * for balance. Prompts: about 256 KiB per task, reused for every input. */
+    int64_t per = (int64_t)(((n > 1 ? 256u : 64u) << 10) / ((size_t)nb * bsz));
+    if (per < 1) per = 1;
+    if (per > (groups + 7) / 8) per = (groups + 7) / 8 > 0 ? (groups + 7) / 8 : 1;
     x16_job xj = {&j, t, w->type, w->data, (size_t)nb * bsz, per};
     kiln_pool_for(pool, (groups + per - 1) / per, x16_task, &xj);
     free(scratch);
