@@ -24,26 +24,13 @@
 #include <string.h>
 
 #include "kernels/kernels_impl.h"
+#include "kernels/x86/avx2_util.h"
 
 #define INLINE static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 8")
 #define AVX2_MC 2
 
 enum { K_Q2, K_Q3 };
-
-static inline float half_at(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
-/* Sum of the 8 lanes, in a fixed order. */
-static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 /* pshufb control giving 16-bit words (byte 2b, 0) in lane 0 and (byte 2b+1, 0) in lane 1. */
 INLINE __m256i scale_ctl(int b) {

@@ -25,24 +25,12 @@
 #include <string.h>
 
 #include "kernels/kernels_impl.h"
+#include "kernels/x86/avx2_util.h"
 
 #define INLINE static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 4")
 
 enum { K_Q4, K_Q5 };
-
-static inline float half_at(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
-static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 /* d*sc_j and dmin*m_j (j = 0..7) of a Q4_K/Q5_K super-block (d, dmin, 12 scale bytes
  * at blk). The 6-bit fields are unpacked with 32-bit masks: sc_0..3 and m_0..3 are

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "kernels/kernels_impl.h"
+#include "kernels/x86/avx2_util.h"
 
 #define INLINE static inline __attribute__((always_inline))
 /* Tile loops must be unrolled early so the accumulator arrays become registers. */
@@ -40,20 +41,6 @@ INLINE size_t block_bytes(int kind) {
 }
 INLINE size_t qh_at(int kind) { return kind == K_Q5_0 ? 2 : 4; }
 INLINE size_t qs_at(int kind) { return kind == K_Q4_1 ? 4 : kind == K_Q5_0 ? 6 : 8; }
-
-static inline float half_at(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
-/* Sum of the 8 lanes, in a fixed order. */
-static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 /* The 32 quants of block b of a row in element order (unsigned, 0..31; Q5_0: minus
  * 16, signed), its scale and (Q4_1/Q5_1) minimum. */

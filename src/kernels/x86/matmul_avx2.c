@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "kernels/kernels_impl.h"
+#include "kernels/x86/avx2_util.h"
 
 #define INLINE static inline __attribute__((always_inline))
 /* Tile loops must be unrolled early so the accumulator arrays become registers. */
@@ -26,20 +27,6 @@
 #define AVX2_MC 2
 
 enum { K_F32, K_F16, K_BF16, K_Q8_0, K_Q4_0 };
-
-static inline float half_at(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
-/* Sum of the 8 lanes, in a fixed order. */
-static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 /* ---- float weight types ------------------------------------------------------ */
 
