@@ -100,6 +100,11 @@ void kiln_swiglu(float *out, const float *gate, const float *up, int64_t n) {
     kiln_kernels_current()->swiglu(out, gate, up, n);
 }
 
+void kiln_attention(const float *q, size_t q_stride, int64_t n_q, const float *k, const float *v, size_t kv_stride,
+                    int64_t n_kv0, int64_t hd, float scale, float *out, size_t out_stride, float *scratch) {
+    kiln_kernels_current()->attention(q, q_stride, n_q, k, v, kv_stride, n_kv0, hd, scale, out, out_stride, scratch);
+}
+
 void kiln_add(float *y, const float *x, int64_t n) { kiln_kernels_current()->add(y, x, n); }
 
 float kiln_dot(const float *a, const float *b, int64_t n) { return kiln_kernels_current()->dot(a, b, n); }

@@ -66,6 +66,14 @@ void kiln_rope(float *x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int64
 void kiln_softmax(float *x, int64_t n);
 /* out = silu(gate) * up over n elements (out may alias gate or up). */
 void kiln_swiglu(float *out, const float *gate, const float *up, int64_t n);
+/* Causal attention of one head over n_q consecutive queries. Query i (q + i*q_stride,
+ * hd floats) attends keys and values 0 .. n_kv0 + i (rows of k and v, kv_stride floats
+ * apart): out_i = softmax(scale * q_i . K^T) V, written at out + i*out_stride.
+ * scratch holds n_kv0 + n_q floats. The keys and values are read once per query from
+ * cache-resident rows with the dot products and sums kept inline in registers. */
+void kiln_attention(const float *q, size_t q_stride, int64_t n_q, const float *k, const float *v, size_t kv_stride,
+                    int64_t n_kv0, int64_t hd, float scale, float *out, size_t out_stride, float *scratch);
+
 /* y += x over n elements. */
 void kiln_add(float *y, const float *x, int64_t n);
 /* sum of a[i]*b[i]. */

@@ -139,6 +139,8 @@ typedef struct {
     void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
     void (*softmax)(float *x, int64_t n);
     void (*swiglu)(float *out, const float *gate, const float *up, int64_t n);
+    void (*attention)(const float *q, size_t q_stride, int64_t n_q, const float *k, const float *v, size_t kv_stride,
+                      int64_t n_kv0, int64_t hd, float scale, float *out, size_t out_stride, float *scratch);
 } kiln_kernel_table;
 
 /* Whether matmul quantizes activations to Q8_0 for weights of type t (every
@@ -190,5 +192,7 @@ void kiln_ref_add(float *y, const float *x, int64_t n);
 void kiln_ref_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
 void kiln_ref_softmax(float *x, int64_t n);
 void kiln_ref_swiglu(float *out, const float *gate, const float *up, int64_t n);
+void kiln_ref_attention(const float *q, size_t q_stride, int64_t n_q, const float *k, const float *v, size_t kv_stride,
+                        int64_t n_kv0, int64_t hd, float scale, float *out, size_t out_stride, float *scratch);
 
 #endif

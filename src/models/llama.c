@@ -189,15 +189,9 @@ static void attn_head(void *ctx, int64_t h) {
     const float *kc = m->k_cache + (size_t)j->layer * m->n_ctx * kv_dim + (size_t)kvh * hd;
     const float *vc = m->v_cache + (size_t)j->layer * m->n_ctx * kv_dim + (size_t)kvh * hd;
     float *sc = m->scores + (size_t)h * m->n_ctx;
-    for (int i = 0; i < j->n; i++) {
-        const float *q = m->q + (size_t)i * q_dim + (size_t)h * hd;
-        int n_kv = j->pos + i + 1; /* causal: positions 0..pos+i */
-        for (int t = 0; t < n_kv; t++) sc[t] = kiln_dot(q, kc + (size_t)t * kv_dim, hd) * scale;
-        kiln_softmax(sc, n_kv);
-        float *o = m->att + (size_t)i * q_dim + (size_t)h * hd;
-        memset(o, 0, (size_t)hd * sizeof *o);
-        for (int t = 0; t < n_kv; t++) kiln_axpy(o, sc[t], vc + (size_t)t * kv_dim, hd);
-    }
+    /* causal: query i of the batch sees positions 0 .. pos + i */
+    kiln_attention(m->q + (size_t)h * hd, (size_t)q_dim, j->n, kc, vc, (size_t)kv_dim, j->pos, hd, scale,
+                   m->att + (size_t)h * hd, (size_t)q_dim, sc);
 }
 
 /* ---- forward -------------------------------------------------------------------- */

@@ -126,4 +126,5 @@ void kiln_kernels_fill_ref(kiln_kernel_table *t) {
     t->rmsnorm = kiln_ref_rmsnorm;
     t->softmax = kiln_ref_softmax;
     t->swiglu = kiln_ref_swiglu;
+    t->attention = kiln_ref_attention;
 }

@@ -75,3 +75,18 @@ void kiln_rope(float *x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int64
         }
     }
 }
+
+/* One query at a time: scores by dot products, softmax, then the weighted sum of the
+ * value rows in key order. */
+void kiln_ref_attention(const float *q, size_t q_stride, int64_t n_q, const float *k, const float *v, size_t kv_stride,
+                        int64_t n_kv0, int64_t hd, float scale, float *out, size_t out_stride, float *scratch) {
+    for (int64_t i = 0; i < n_q; i++) {
+        const float *qi = q + (size_t)i * q_stride;
+        const int64_t n_kv = n_kv0 + i + 1;
+        for (int64_t t = 0; t < n_kv; t++) scratch[t] = kiln_ref_dot(qi, k + (size_t)t * kv_stride, hd) * scale;
+        kiln_ref_softmax(scratch, n_kv);
+        float *o = out + (size_t)i * out_stride;
+        for (int64_t e = 0; e < hd; e++) o[e] = 0.0f;
+        for (int64_t t = 0; t < n_kv; t++) kiln_ref_axpy(o, scratch[t], v + (size_t)t * kv_stride, hd);
+    }
+}

@@ -133,7 +133,44 @@ static void swiglu(float *out, const float *gate, const float *up, int64_t n) {
     }
 }
 
+/* Attention for head sizes that are a multiple of 16 up to 256: per query the scores
+ * are hd/16 FMAs and one lane sum per key, and the output row stays in up to 16
+ * registers while the value rows stream by (key order, one FMA chain per lane).
+ * Other sizes take the reference. */
+#define ATT_MAXV 16
+static void attention(const float *q, size_t q_stride, int64_t n_q, const float *k, const float *v, size_t kv_stride,
+                      int64_t n_kv0, int64_t hd, float scale, float *out, size_t out_stride, float *scratch) {
+    if (hd % 16 || hd / 16 > ATT_MAXV) {
+        kiln_ref_attention(q, q_stride, n_q, k, v, kv_stride, n_kv0, hd, scale, out, out_stride, scratch);
+        return;
+    }
+    const int nv = (int)(hd / 16);
+    for (int64_t i = 0; i < n_q; i++) {
+        const float *qi = q + (size_t)i * q_stride;
+        const int64_t n_kv = n_kv0 + i + 1;
+        __m512 qv[ATT_MAXV];
+        for (int e = 0; e < nv; e++) qv[e] = _mm512_loadu_ps(qi + 16 * e);
+        for (int64_t t = 0; t < n_kv; t++) {
+            const float *kt = k + (size_t)t * kv_stride;
+            __m512 acc = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kt));
+            for (int e = 1; e < nv; e++) acc = _mm512_fmadd_ps(qv[e], _mm512_loadu_ps(kt + 16 * e), acc);
+            scratch[t] = _mm512_reduce_add_ps(acc) * scale;
+        }
+        softmax(scratch, n_kv);
+        __m512 o[ATT_MAXV];
+        for (int e = 0; e < nv; e++) o[e] = _mm512_setzero_ps();
+        for (int64_t t = 0; t < n_kv; t++) {
+            const float *vt = v + (size_t)t * kv_stride;
+            const __m512 p = _mm512_set1_ps(scratch[t]);
+            for (int e = 0; e < nv; e++) o[e] = _mm512_fmadd_ps(p, _mm512_loadu_ps(vt + 16 * e), o[e]);
+        }
+        float *oi = out + (size_t)i * out_stride;
+        for (int e = 0; e < nv; e++) _mm512_storeu_ps(oi + 16 * e, o[e]);
+    }
+}
+
 void kiln_avx512_fill_ops(kiln_kernel_table *t) {
+    t->attention = attention;
     t->dot = dot;
     t->axpy = axpy;
     t->add = add;
