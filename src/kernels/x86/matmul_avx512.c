@@ -193,21 +193,54 @@ DEFINE_MM(mm_q4_0, CALL_Q, K_Q4_0)
 
 /* ---- packed prompt GEMM (kernels_impl.h: kiln_packed16) ------------------------- */
 
+/* The rows of the NC inputs a packed tile reads (quants, scales, 16-element sums), and
+ * its accumulators zeroed. */
+typedef struct {
+    __m512 acc[KILN_PACK_NC];
+    const int8_t *xq[KILN_PACK_NC];
+    const float *xd[KILN_PACK_NC];
+    const int16_t *xs[KILN_PACK_NC];
+} tile_in;
+
+INLINE void tile_in_init(int NC, tile_in *t, const kiln_act *x, int64_t i0) {
+    UNROLL for (int c = 0; c < NC; c++) {
+        t->acc[c] = _mm512_setzero_ps();
+        t->xq[c] = x->qs + (size_t)(i0 + c) * x->qs_stride;
+        t->xd[c] = x->d + (size_t)(i0 + c) * x->d_stride;
+        t->xs[c] = x->bs + (size_t)(i0 + c) * x->bs_stride;
+    }
+}
+
+/* Stores the first nr lanes (rows) of each input's accumulator. */
+INLINE void tile_store(int NC, const tile_in *t, int nr, float *y, size_t ldy) {
+    const __mmask16 keep = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
+    UNROLL for (int c = 0; c < NC; c++) _mm512_mask_storeu_ps(y + (size_t)c * ldy, keep, t->acc[c]);
+}
+
+/* Instantiates fn for the constant tile width nc (1..KILN_PACK_NC). */
+#define NC_SWITCH(fn, ...)                          \
+    switch (nc) {                                   \
+    case 1: fn(1, __VA_ARGS__); break;              \
+    case 2: fn(2, __VA_ARGS__); break;              \
+    case 3: fn(3, __VA_ARGS__); break;              \
+    case 4: fn(4, __VA_ARGS__); break;              \
+    case 5: fn(5, __VA_ARGS__); break;              \
+    case 6: fn(6, __VA_ARGS__); break;              \
+    case 7: fn(7, __VA_ARGS__); break;              \
+    default: fn(8, __VA_ARGS__); break;             \
+    }
+
 /* 16 rows x NC inputs. Per block: the int32 lanes start at -128 * (block sum of the
  * input's quants) and gather 8 vpdpbusd (4 elements of 16 rows each); then one
  * convert and fma with d_w * d_x, in block order. */
 INLINE void gemm16_tile(int NC, int64_t nb, const kiln_packed16 *p, int nr, const kiln_act *x, int64_t i0,
                         float *y, size_t ldy) {
-    __m512 acc[KILN_PACK_NC];
-    const int8_t *xq[KILN_PACK_NC];
-    const float *xd[KILN_PACK_NC];
-    const int16_t *xs[KILN_PACK_NC];
-    UNROLL for (int c = 0; c < NC; c++) {
-        acc[c] = _mm512_setzero_ps();
-        xq[c] = x->qs + (size_t)(i0 + c) * x->qs_stride;
-        xd[c] = x->d + (size_t)(i0 + c) * x->d_stride;
-        xs[c] = x->bs + (size_t)(i0 + c) * x->bs_stride;
-    }
+    tile_in in;
+    tile_in_init(NC, &in, x, i0);
+    __m512 *acc = in.acc;
+    const int8_t *const *xq = in.xq;
+    const float *const *xd = in.xd;
+    const int16_t *const *xs = in.xs;
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *qb = p->q + (size_t)b * 512;
         __m512i isum[KILN_PACK_NC];
@@ -229,22 +262,12 @@ INLINE void gemm16_tile(int NC, int64_t nb, const kiln_packed16 *p, int nr, cons
             }
         }
     }
-    const __mmask16 keep = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
-    UNROLL for (int c = 0; c < NC; c++) _mm512_mask_storeu_ps(y + (size_t)c * ldy, keep, acc[c]);
+    tile_store(NC, &in, nr, y, ldy);
 }
 
 static void gemm16(int64_t nb, const kiln_packed16 *p, int nr, const kiln_act *x, int64_t i0, int nc, float *y,
                    size_t ldy) {
-    switch (nc) {
-    case 1: gemm16_tile(1, nb, p, nr, x, i0, y, ldy); break;
-    case 2: gemm16_tile(2, nb, p, nr, x, i0, y, ldy); break;
-    case 3: gemm16_tile(3, nb, p, nr, x, i0, y, ldy); break;
-    case 4: gemm16_tile(4, nb, p, nr, x, i0, y, ldy); break;
-    case 5: gemm16_tile(5, nb, p, nr, x, i0, y, ldy); break;
-    case 6: gemm16_tile(6, nb, p, nr, x, i0, y, ldy); break;
-    case 7: gemm16_tile(7, nb, p, nr, x, i0, y, ldy); break;
-    default: gemm16_tile(8, nb, p, nr, x, i0, y, ldy); break;
-    }
+    NC_SWITCH(gemm16_tile, nb, p, nr, x, i0, y, ldy)
 }
 
 /* ---- weights packed at load (kernels/pack.c) ------------------------------------ */
@@ -255,16 +278,12 @@ static void gemm16(int64_t nb, const kiln_packed16 *p, int nr, const kiln_act *x
  * fma with d_w * d_x, block after block. */
 INLINE void x16_tile(int Q4, int NC, int64_t nb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0, float *y,
                      size_t ldy) {
-    __m512 acc[KILN_PACK_NC];
-    const int8_t *xq[KILN_PACK_NC];
-    const float *xd[KILN_PACK_NC];
-    const int16_t *xs[KILN_PACK_NC];
-    UNROLL for (int c = 0; c < NC; c++) {
-        acc[c] = _mm512_setzero_ps();
-        xq[c] = x->qs + (size_t)(i0 + c) * x->qs_stride;
-        xd[c] = x->d + (size_t)(i0 + c) * x->d_stride;
-        xs[c] = x->bs + (size_t)(i0 + c) * x->bs_stride;
-    }
+    tile_in in;
+    tile_in_init(NC, &in, x, i0);
+    __m512 *acc = in.acc;
+    const int8_t *const *xq = in.xq;
+    const float *const *xd = in.xd;
+    const int16_t *const *xs = in.xs;
     const size_t bsz = Q4 ? KILN_X16_Q4_0_BLOCK : KILN_X16_Q8_0_BLOCK;
     const int off = Q4 ? -8 : -128;
     const __m512i lo4 = _mm512_set1_epi8(0x0f);
@@ -291,8 +310,7 @@ INLINE void x16_tile(int Q4, int NC, int64_t nb, const uint8_t *g, int nr, const
             acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(xd[c][b])), acc[c]);
         }
     }
-    const __mmask16 keep = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
-    UNROLL for (int c = 0; c < NC; c++) _mm512_mask_storeu_ps(y + (size_t)c * ldy, keep, acc[c]);
+    tile_store(NC, &in, nr, y, ldy);
 }
 
 /* Q4_K packed (pack.c): per sub-block of 32 the nibbles are a Q4_0 block (unsigned
@@ -301,16 +319,12 @@ INLINE void x16_tile(int Q4, int NC, int64_t nb, const uint8_t *g, int nr, const
  * d * sc_j and dmin * m_j are exact in float (an fp16 times a 6-bit integer). */
 INLINE void x16_q4k_tile(int NC, int64_t nsb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0, float *y,
                          size_t ldy) {
-    __m512 acc[KILN_PACK_NC];
-    const int8_t *xq[KILN_PACK_NC];
-    const float *xd[KILN_PACK_NC];
-    const int16_t *xs[KILN_PACK_NC];
-    UNROLL for (int c = 0; c < NC; c++) {
-        acc[c] = _mm512_setzero_ps();
-        xq[c] = x->qs + (size_t)(i0 + c) * x->qs_stride;
-        xd[c] = x->d + (size_t)(i0 + c) * x->d_stride;
-        xs[c] = x->bs + (size_t)(i0 + c) * x->bs_stride;
-    }
+    tile_in in;
+    tile_in_init(NC, &in, x, i0);
+    __m512 *acc = in.acc;
+    const int8_t *const *xq = in.xq;
+    const float *const *xd = in.xd;
+    const int16_t *const *xs = in.xs;
     const __m512i lo4 = _mm512_set1_epi8(0x0f);
     for (int64_t sb = 0; sb < nsb; sb++) {
         const uint8_t *blk = g + (size_t)sb * KILN_X16_Q4_K_BLOCK;
@@ -343,8 +357,7 @@ INLINE void x16_q4k_tile(int NC, int64_t nsb, const uint8_t *g, int nr, const ki
             }
         }
     }
-    const __mmask16 keep = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
-    UNROLL for (int c = 0; c < NC; c++) _mm512_mask_storeu_ps(y + (size_t)c * ldy, keep, acc[c]);
+    tile_store(NC, &in, nr, y, ldy);
 }
 
 /* Q6_K packed (pack.c): unsigned q + 32 per element; per block of 32 two sub-blocks
@@ -353,16 +366,12 @@ INLINE void x16_q4k_tile(int NC, int64_t nsb, const uint8_t *g, int nr, const ki
  *   -32 * (the input's 16-element sum) so the +32 cancels exactly. */
 INLINE void x16_q6k_tile(int NC, int64_t nsb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0, float *y,
                          size_t ldy) {
-    __m512 acc[KILN_PACK_NC];
-    const int8_t *xq[KILN_PACK_NC];
-    const float *xd[KILN_PACK_NC];
-    const int16_t *xs[KILN_PACK_NC];
-    UNROLL for (int c = 0; c < NC; c++) {
-        acc[c] = _mm512_setzero_ps();
-        xq[c] = x->qs + (size_t)(i0 + c) * x->qs_stride;
-        xd[c] = x->d + (size_t)(i0 + c) * x->d_stride;
-        xs[c] = x->bs + (size_t)(i0 + c) * x->bs_stride;
-    }
+    tile_in in;
+    tile_in_init(NC, &in, x, i0);
+    __m512 *acc = in.acc;
+    const int8_t *const *xq = in.xq;
+    const float *const *xd = in.xd;
+    const int16_t *const *xs = in.xs;
     const __m512i lo4 = _mm512_set1_epi8(0x0f), two = _mm512_set1_epi8(0x03);
     for (int64_t sb = 0; sb < nsb; sb++) {
         const uint8_t *blk = g + (size_t)sb * KILN_X16_Q6_K_BLOCK;
@@ -398,56 +407,22 @@ INLINE void x16_q6k_tile(int NC, int64_t nsb, const uint8_t *g, int nr, const ki
             }
         }
     }
-    const __mmask16 keep = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1);
-    UNROLL for (int c = 0; c < NC; c++) _mm512_mask_storeu_ps(y + (size_t)c * ldy, keep, acc[c]);
+    tile_store(NC, &in, nr, y, ldy);
 }
 
-#define X16_CASES(Q4)                                           \
-    switch (nc) {                                               \
-    case 1: x16_tile(Q4, 1, nb, g, nr, x, i0, y, ldy); break;   \
-    case 2: x16_tile(Q4, 2, nb, g, nr, x, i0, y, ldy); break;   \
-    case 3: x16_tile(Q4, 3, nb, g, nr, x, i0, y, ldy); break;   \
-    case 4: x16_tile(Q4, 4, nb, g, nr, x, i0, y, ldy); break;   \
-    case 5: x16_tile(Q4, 5, nb, g, nr, x, i0, y, ldy); break;   \
-    case 6: x16_tile(Q4, 6, nb, g, nr, x, i0, y, ldy); break;   \
-    case 7: x16_tile(Q4, 7, nb, g, nr, x, i0, y, ldy); break;   \
-    default: x16_tile(Q4, 8, nb, g, nr, x, i0, y, ldy); break;  \
-    }
-
-#define Q4K_CASES()                                               \
-    switch (nc) {                                                 \
-    case 1: x16_q4k_tile(1, nb, g, nr, x, i0, y, ldy); break;     \
-    case 2: x16_q4k_tile(2, nb, g, nr, x, i0, y, ldy); break;     \
-    case 3: x16_q4k_tile(3, nb, g, nr, x, i0, y, ldy); break;     \
-    case 4: x16_q4k_tile(4, nb, g, nr, x, i0, y, ldy); break;     \
-    case 5: x16_q4k_tile(5, nb, g, nr, x, i0, y, ldy); break;     \
-    case 6: x16_q4k_tile(6, nb, g, nr, x, i0, y, ldy); break;     \
-    case 7: x16_q4k_tile(7, nb, g, nr, x, i0, y, ldy); break;     \
-    default: x16_q4k_tile(8, nb, g, nr, x, i0, y, ldy); break;    \
-    }
-
-#define Q6K_CASES()                                               \
-    switch (nc) {                                                 \
-    case 1: x16_q6k_tile(1, nb, g, nr, x, i0, y, ldy); break;     \
-    case 2: x16_q6k_tile(2, nb, g, nr, x, i0, y, ldy); break;     \
-    case 3: x16_q6k_tile(3, nb, g, nr, x, i0, y, ldy); break;     \
-    case 4: x16_q6k_tile(4, nb, g, nr, x, i0, y, ldy); break;     \
-    case 5: x16_q6k_tile(5, nb, g, nr, x, i0, y, ldy); break;     \
-    case 6: x16_q6k_tile(6, nb, g, nr, x, i0, y, ldy); break;     \
-    case 7: x16_q6k_tile(7, nb, g, nr, x, i0, y, ldy); break;     \
-    default: x16_q6k_tile(8, nb, g, nr, x, i0, y, ldy); break;    \
-    }
+#define x16_tile_q4(NC, ...) x16_tile(1, NC, __VA_ARGS__)
+#define x16_tile_q8(NC, ...) x16_tile(0, NC, __VA_ARGS__)
 
 static void gemm_x16(kiln_dtype type, int64_t nb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0, int nc,
                      float *y, size_t ldy) {
     if (type == KILN_Q6_K_X16) {
-        Q6K_CASES()
+        NC_SWITCH(x16_q6k_tile, nb, g, nr, x, i0, y, ldy)
     } else if (type == KILN_Q4_K_X16) {
-        Q4K_CASES()
+        NC_SWITCH(x16_q4k_tile, nb, g, nr, x, i0, y, ldy)
     } else if (type == KILN_Q4_0_X16) {
-        X16_CASES(1)
+        NC_SWITCH(x16_tile_q4, nb, g, nr, x, i0, y, ldy)
     } else {
-        X16_CASES(0)
+        NC_SWITCH(x16_tile_q8, nb, g, nr, x, i0, y, ldy)
     }
 }
 
