@@ -34,17 +34,7 @@
 #include "base/alloc.h"
 #include "base/status.h"
 #include "kernels/kernels_impl.h"
-
-/* Scale and min of sub-block j of a Q4_K super-block (6 bits each, GGUF packing). */
-static void q4k_scale_min(const uint8_t *q, int j, uint8_t *sc, uint8_t *mn) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *mn = q[j + 4] & 63;
-    } else {
-        *sc = (uint8_t)((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4));
-        *mn = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
-}
+#include "kernels/ref/kquant_fit.h"
 
 /* One row of a Q4_K matrix into lane `lane` of its group. */
 static void pack_q4k_row(const uint8_t *row, int64_t nsb, uint8_t *g, int lane) {
@@ -54,7 +44,12 @@ static void pack_q4k_row(const uint8_t *row, int64_t nsb, uint8_t *g, int lane) 
         uint8_t *o = g + (size_t)b * KILN_X16_Q4_K_BLOCK;
         memcpy(o + 2 * lane, &blk.d, 2);
         memcpy(o + 32 + 2 * lane, &blk.dmin, 2);
-        for (int j = 0; j < 8; j++) q4k_scale_min(blk.scales, j, o + 64 + j * 16 + lane, o + 192 + j * 16 + lane);
+        uint8_t sc[8], mn[8];
+        kiln_kq_unpack_scales(blk.scales, sc, mn);
+        for (int j = 0; j < 8; j++) {
+            o[64 + j * 16 + lane] = sc[j];
+            o[192 + j * 16 + lane] = mn[j];
+        }
         for (int j = 0; j < 8; j++) {
             /* sub-block j: 32 nibbles = low (j even) or high (j odd) nibbles of qs[32*(j/2) ..] */
             const uint8_t *src = blk.qs + 32 * (j / 2);

@@ -34,22 +34,11 @@
 #include <string.h>
 
 #include "kernels/kernels_impl.h"
+#include "kernels/ref/kquant_fit.h"
 
 #define QK KILN_QK_K
 
 /* ---- shared helpers -------------------------------------------------------------- */
-
-/* Round to nearest, ties to even, as ggml's nearest_int (the 1.5 * 2^23 trick) within
- * its valid range |v| <= 4194303; saturating beyond it, NaN -> 0. */
-static int nearest_int(float v) {
-    if (!(v == v)) return 0;
-    if (v > 4194303.0f) return 4194303;
-    if (v < -4194303.0f) return -4194303;
-    const float t = v + 12582912.0f;
-    int32_t i;
-    memcpy(&i, &t, 4);
-    return (i & 0x007fffff) - 0x00400000;
-}
 
 static int imin(int a, int b) { return a < b ? a : b; }
 static int imax(int a, int b) { return a > b ? a : b; }
@@ -106,74 +95,6 @@ static void dequant_q3_k(const void *src, float *dst, int64_t n) {
 
 /* ---- Q2_K quantization ------------------------------------------------------------ */
 
-/*
- * Scale and minimum of n values, quants L in 0..nmax, minimizing the weighted error
- * sum w * |scale * L + min - x| (use_mad) or its square: the plain min/max fit first,
- * then nstep + 1 trial inverse scales (rmin + rdelta * is + nmax) / (max - min),
- * each refitted by weighted least squares for scale and min (min kept <= 0); the
- * best trial wins. Returns the scale, stores -min in *neg_min. llama.cpp's
- * make_qkx2_quants, same operations in the same order.
- */
-static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint8_t *L, float *neg_min, float rmin,
-                           float rdelta, int nstep, bool use_mad) {
-    uint8_t trial[32];
-    float min = x[0], max = x[0];
-    float sum_w = w[0], sum_x = sum_w * x[0];
-    for (int i = 1; i < n; i++) {
-        if (x[i] < min) min = x[i];
-        if (x[i] > max) max = x[i];
-        sum_w += w[i];
-        sum_x += w[i] * x[i];
-    }
-    if (min > 0) min = 0;
-    if (max == min) {
-        memset(L, 0, (size_t)n);
-        *neg_min = -min;
-        return 0.0f;
-    }
-    float iscale = (float)nmax / (max - min);
-    float scale = 1 / iscale;
-    float best = 0;
-    for (int i = 0; i < n; i++) {
-        L[i] = (uint8_t)imax(0, imin(nmax, nearest_int(iscale * (x[i] - min))));
-        float diff = scale * (float)L[i] + min - x[i];
-        diff = use_mad ? fabsf(diff) : diff * diff;
-        best += w[i] * diff;
-    }
-    for (int is = 0; is <= nstep; is++) {
-        iscale = (rmin + rdelta * (float)is + (float)nmax) / (max - min);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-        for (int i = 0; i < n; i++) {
-            const int l = imax(0, imin(nmax, nearest_int(iscale * (x[i] - min))));
-            trial[i] = (uint8_t)l;
-            sum_l += w[i] * (float)l;
-            sum_l2 += w[i] * (float)l * (float)l;
-            sum_xl += w[i] * (float)l * x[i];
-        }
-        const float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (!(D > 0)) continue;
-        float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-        float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-        if (this_min > 0) {
-            this_min = 0;
-            this_scale = sum_xl / sum_l2;
-        }
-        float err = 0;
-        for (int i = 0; i < n; i++) {
-            float diff = this_scale * (float)trial[i] + this_min - x[i];
-            diff = use_mad ? fabsf(diff) : diff * diff;
-            err += w[i] * diff;
-        }
-        if (err < best) {
-            memcpy(L, trial, (size_t)n);
-            best = err;
-            scale = this_scale;
-            min = this_min;
-        }
-    }
-    *neg_min = -min;
-    return scale;
-}
 
 static void quantize_block_q2_k(const float *x, kiln_block_q2_k *y) {
     uint8_t L[QK];
@@ -181,14 +102,14 @@ static void quantize_block_q2_k(const float *x, kiln_block_q2_k *y) {
     float max_scale = 0, max_min = 0; /* scales and -mins are >= 0 */
     for (int j = 0; j < 16; j++) {
         for (int l = 0; l < 16; l++) w[l] = fabsf(x[16 * j + l]);
-        scales[j] = fit_scale_min(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, true);
+        scales[j] = kiln_kq_fit_scale_min(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, true);
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
     /* 4-bit scales and mins relative to the largest of each */
     if (max_scale > 0) {
         const float iscale = 15.0f / max_scale;
-        for (int j = 0; j < 16; j++) y->scales[j] = (uint8_t)nearest_int(iscale * scales[j]);
+        for (int j = 0; j < 16; j++) y->scales[j] = (uint8_t)kiln_kq_nearest(iscale * scales[j]);
         y->d = kiln_f32_to_fp16(max_scale / 15.0f);
     } else {
         memset(y->scales, 0, 16);
@@ -196,7 +117,7 @@ static void quantize_block_q2_k(const float *x, kiln_block_q2_k *y) {
     }
     if (max_min > 0) {
         const float iscale = 15.0f / max_min;
-        for (int j = 0; j < 16; j++) y->scales[j] |= (uint8_t)(nearest_int(iscale * mins[j]) << 4);
+        for (int j = 0; j < 16; j++) y->scales[j] |= (uint8_t)(kiln_kq_nearest(iscale * mins[j]) << 4);
         y->dmin = kiln_f32_to_fp16(max_min / 15.0f);
     } else {
         y->dmin = kiln_f32_to_fp16(0.0f);
@@ -207,7 +128,7 @@ static void quantize_block_q2_k(const float *x, kiln_block_q2_k *y) {
         if (d == 0.0f) continue;
         const float dm = kiln_fp16_to_f32(y->dmin) * (float)(y->scales[j] >> 4);
         for (int l = 0; l < 16; l++)
-            L[16 * j + l] = (uint8_t)imax(0, imin(3, nearest_int((x[16 * j + l] + dm) / d)));
+            L[16 * j + l] = (uint8_t)imax(0, imin(3, kiln_kq_nearest((x[16 * j + l] + dm) / d)));
     }
     pack2(L, y->qs);
 }
@@ -237,7 +158,7 @@ static float fit_scale_sym(int n, int nmax, const float *x, int8_t *L) {
     const float iscale = -(float)nmax / max;
     float sumlx = 0, suml2 = 0;
     for (int i = 0; i < n; i++) {
-        const int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
+        const int l = imax(-nmax, imin(nmax - 1, kiln_kq_nearest(iscale * x[i])));
         L[i] = (int8_t)l;
         const float w = x[i] * x[i];
         sumlx += w * x[i] * (float)l;
@@ -250,7 +171,7 @@ static float fit_scale_sym(int n, int nmax, const float *x, int8_t *L) {
             float slx = sumlx - w * x[i] * (float)L[i];
             if (!(slx > 0)) continue;
             float sl2 = suml2 - w * (float)L[i] * (float)L[i];
-            const int nl = imax(-nmax, imin(nmax - 1, nearest_int(x[i] * sl2 / slx)));
+            const int nl = imax(-nmax, imin(nmax - 1, kiln_kq_nearest(x[i] * sl2 / slx)));
             if (nl == L[i]) continue;
             slx += w * x[i] * (float)nl;
             sl2 += w * (float)nl * (float)nl;
@@ -283,7 +204,7 @@ static void quantize_block_q3_k(const float *x, kiln_block_q3_k *y) {
         const float iscale = -32.0f / max_scale;
         for (int j = 0; j < 16; j++) {
             /* ggml stores nearest_int in an int8_t; |iscale * scale| <= 32 here */
-            const int l = imax(-32, imin(31, (int8_t)nearest_int(iscale * scales[j]))) + 32;
+            const int l = imax(-32, imin(31, (int8_t)kiln_kq_nearest(iscale * scales[j]))) + 32;
             if (j < 8)
                 y->scales[j] = (uint8_t)(l & 0x0f);
             else
@@ -298,7 +219,7 @@ static void quantize_block_q3_k(const float *x, kiln_block_q3_k *y) {
     for (int j = 0; j < 16; j++) {
         const float d = kiln_fp16_to_f32(y->d) * (float)(q3_scale(y->scales, j) - 32);
         if (d == 0.0f) continue;
-        for (int l = 0; l < 16; l++) L[16 * j + l] = (int8_t)(imax(-4, imin(3, nearest_int(x[16 * j + l] / d))) + 4);
+        for (int l = 0; l < 16; l++) L[16 * j + l] = (int8_t)(imax(-4, imin(3, kiln_kq_nearest(x[16 * j + l] / d))) + 4);
     }
     /* high bit of element e to bit e/32 of hmask[e%32]; the 2 low bits to qs */
     uint8_t low[QK];

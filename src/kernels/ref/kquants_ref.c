@@ -41,30 +41,10 @@
 #include <string.h>
 
 #include "kernels/kernels_impl.h"
+#include "kernels/ref/kquant_fit.h"
 
-/* Round to nearest, ties to even (ggml's nearest_int, which is exact for |v| below
- * 2^22); out-of-range values are clamped and NaN gives 0 so any input is defined. */
-static int nearest(float v) {
-    if (!(v == v)) return 0;
-    if (v > 4194303.0f) v = 4194303.0f;
-    if (v < -4194303.0f) v = -4194303.0f;
-    float t = v + 12582912.0f; /* 1.5 * 2^23: the integer lands in the low mantissa bits */
-    int32_t i;
-    memcpy(&i, &t, 4);
-    return (i & 0x007fffff) - 0x00400000;
-}
 
 /* ---- 6-bit scale/min packing (Q4_K, Q5_K) ------------------------------------- */
-
-/* Unpacks the 12 scale bytes to sc[8] and m[8]. */
-static void unpack_scales(const uint8_t *s, uint8_t *sc, uint8_t *m) {
-    for (int j = 0; j < 4; j++) {
-        sc[j] = s[j] & 63;
-        m[j] = s[j + 4] & 63;
-        sc[j + 4] = (uint8_t)((s[j + 8] & 0x0f) | ((s[j] >> 6) << 4));
-        m[j + 4] = (uint8_t)((s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4));
-    }
-}
 
 static void pack_scales(const uint8_t *sc, const uint8_t *m, uint8_t *s) {
     for (int j = 0; j < 4; j++) {
@@ -75,77 +55,6 @@ static void pack_scales(const uint8_t *sc, const uint8_t *m, uint8_t *s) {
 }
 
 /* ---- quantization --------------------------------------------------------------- */
-
-/*
- * Fits x ~ scale * L + min (min <= 0) over n elements with levels L in 0..nmax,
- * minimizing sum w*(scale*L + min - x)^2: the rounding of the min..max range first,
- * then nstep + 1 candidate inverse scales (nmax + rmin + rdelta*is) / (max - min),
- * each with the closed-form least-squares scale and minimum for its levels, keeping
- * the best. Returns the scale, stores -min in *neg_min and the levels in L (llama.cpp's
- * make_qkx2_quants with use_mad = false).
- */
-static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint8_t *L, float *neg_min,
-                           uint8_t *Laux, float rmin, float rdelta, int nstep) {
-    float min = x[0], max = x[0];
-    float sum_w = w[0];
-    float sum_x = sum_w * x[0];
-    for (int i = 1; i < n; i++) {
-        if (x[i] < min) min = x[i];
-        if (x[i] > max) max = x[i];
-        sum_w += w[i];
-        sum_x += w[i] * x[i];
-    }
-    if (min > 0) min = 0;
-    if (max == min) {
-        memset(L, 0, (size_t)n);
-        *neg_min = -min;
-        return 0.0f;
-    }
-    float iscale = (float)nmax / (max - min);
-    float scale = 1 / iscale;
-    float best = 0;
-    for (int i = 0; i < n; i++) {
-        int l = nearest(iscale * (x[i] - min));
-        L[i] = (uint8_t)(l < 0 ? 0 : l > nmax ? nmax : l);
-        float diff = scale * L[i] + min - x[i];
-        best += w[i] * (diff * diff);
-    }
-    for (int is = 0; is <= nstep; is++) {
-        iscale = (rmin + rdelta * (float)is + (float)nmax) / (max - min);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-        for (int i = 0; i < n; i++) {
-            int l = nearest(iscale * (x[i] - min));
-            l = l < 0 ? 0 : l > nmax ? nmax : l;
-            Laux[i] = (uint8_t)l;
-            const float fl = (float)l;
-            sum_l += w[i] * fl;
-            sum_l2 += w[i] * fl * fl;
-            sum_xl += w[i] * fl * x[i];
-        }
-        const float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (D > 0) {
-            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-            if (this_min > 0) {
-                this_min = 0;
-                this_scale = sum_xl / sum_l2;
-            }
-            float err = 0;
-            for (int i = 0; i < n; i++) {
-                float diff = this_scale * Laux[i] + this_min - x[i];
-                err += w[i] * (diff * diff);
-            }
-            if (err < best) {
-                memcpy(L, Laux, (size_t)n);
-                best = err;
-                scale = this_scale;
-                min = this_min;
-            }
-        }
-    }
-    *neg_min = -min;
-    return scale;
-}
 
 /*
  * Symmetric fit x ~ scale * (L - nmax), L in 0..2*nmax-1, weights x^2: the scale
@@ -169,7 +78,7 @@ static float fit_scale_sym(int n, int nmax, const float *x, int8_t *L) {
     float iscale = (float)-nmax / max;
     float sumlx = 0, suml2 = 0;
     for (int i = 0; i < n; i++) {
-        int l = nearest(iscale * x[i]);
+        int l = kiln_kq_nearest(iscale * x[i]);
         l = l < -nmax ? -nmax : l > nmax - 1 ? nmax - 1 : l;
         L[i] = (int8_t)(l + nmax);
         const float w = x[i] * x[i];
@@ -183,7 +92,7 @@ static float fit_scale_sym(int n, int nmax, const float *x, int8_t *L) {
         iscale = -((float)nmax + 0.1f * (float)is) / max;
         sumlx = suml2 = 0;
         for (int i = 0; i < n; i++) {
-            int l = nearest(iscale * x[i]);
+            int l = kiln_kq_nearest(iscale * x[i]);
             l = l < -nmax ? -nmax : l > nmax - 1 ? nmax - 1 : l;
             const float w = x[i] * x[i];
             sumlx += w * x[i] * (float)l;
@@ -191,7 +100,7 @@ static float fit_scale_sym(int n, int nmax, const float *x, int8_t *L) {
         }
         if (suml2 > 0 && sumlx * sumlx > best * suml2) {
             for (int i = 0; i < n; i++) {
-                int l = nearest(iscale * x[i]);
+                int l = kiln_kq_nearest(iscale * x[i]);
                 l = l < -nmax ? -nmax : l > nmax - 1 ? nmax - 1 : l;
                 L[i] = (int8_t)(l + nmax);
             }
@@ -208,7 +117,6 @@ static void quant_kx_block(const float *x, int nmax, uint8_t *L, uint16_t *dh, u
     const float rmin = nmax == 15 ? -1.0f : -0.5f;
     const int nstep = nmax == 15 ? 20 : 15;
     float scales[8], mins[8], w[32];
-    uint8_t Laux[32];
     float max_scale = 0, max_min = 0;
     for (int j = 0; j < 8; j++) {
         const float *xs = x + 32 * j;
@@ -216,7 +124,7 @@ static void quant_kx_block(const float *x, int nmax, uint8_t *L, uint16_t *dh, u
         for (int l = 0; l < 32; l++) sum_x2 += xs[l] * xs[l];
         const float av_x = sqrtf(sum_x2 / 32);
         for (int l = 0; l < 32; l++) w[l] = av_x + fabsf(xs[l]);
-        scales[j] = fit_scale_min(32, nmax, xs, w, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep);
+        scales[j] = kiln_kq_fit_scale_min(32, nmax, xs, w, L + 32 * j, &mins[j], rmin, 0.1f, nstep, false);
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -225,8 +133,8 @@ static void quant_kx_block(const float *x, int nmax, uint8_t *L, uint16_t *dh, u
     uint8_t sc[8], m[8];
     for (int j = 0; j < 8; j++) {
         /* as ggml: the int goes through uint8_t (wrapping) before the cap at 63 */
-        const uint8_t ls = (uint8_t)nearest(inv_scale * scales[j]);
-        const uint8_t lm = (uint8_t)nearest(inv_min * mins[j]);
+        const uint8_t ls = (uint8_t)kiln_kq_nearest(inv_scale * scales[j]);
+        const uint8_t lm = (uint8_t)kiln_kq_nearest(inv_min * mins[j]);
         sc[j] = ls < 63 ? ls : 63;
         m[j] = lm < 63 ? lm : 63;
     }
@@ -239,7 +147,7 @@ static void quant_kx_block(const float *x, int nmax, uint8_t *L, uint16_t *dh, u
         if (ds == 0.0f) continue; /* keeps the levels of the fit */
         const float dm = dmin * m[j];
         for (int l = 0; l < 32; l++) {
-            const int q = nearest((x[32 * j + l] + dm) / ds);
+            const int q = kiln_kq_nearest((x[32 * j + l] + dm) / ds);
             L[32 * j + l] = (uint8_t)(q < 0 ? 0 : q > nmax ? nmax : q);
         }
     }
@@ -296,7 +204,7 @@ static void quant_q6_k(const float *src, void *dst, int64_t n) {
             const float iscale = -128.0f / max_scale;
             b.d = kiln_f32_to_fp16(1 / iscale);
             for (int s = 0; s < 16; s++) {
-                const int v = nearest(iscale * scales[s]);
+                const int v = kiln_kq_nearest(iscale * scales[s]);
                 b.scales[s] = (int8_t)(v < 127 ? v : 127);
             }
             const float d = kiln_fp16_to_f32(b.d);
@@ -304,7 +212,7 @@ static void quant_q6_k(const float *src, void *dst, int64_t n) {
                 const float ds = d * b.scales[s];
                 if (ds == 0.0f) continue;
                 for (int l = 0; l < 16; l++) {
-                    int q = nearest(x[16 * s + l] / ds);
+                    int q = kiln_kq_nearest(x[16 * s + l] / ds);
                     q = q < -32 ? -32 : q > 31 ? 31 : q;
                     L[16 * s + l] = (int8_t)(q + 32);
                 }
@@ -359,7 +267,7 @@ static void levels_q6_k(const kiln_block_q6_k *b, int8_t *q) {
 /* y = (d*sc) * q - (dmin*m), as ggml's dequantize_row_q4_K / _q5_K. */
 static void dequant_kx(const uint8_t *q, uint16_t dh, uint16_t dminh, const uint8_t *packed, float *y) {
     uint8_t sc[8], m[8];
-    unpack_scales(packed, sc, m);
+    kiln_kq_unpack_scales(packed, sc, m);
     const float d = kiln_fp16_to_f32(dh), dmin = kiln_fp16_to_f32(dminh);
     for (int j = 0; j < 8; j++) {
         const float ds = d * sc[j], dm = dmin * m[j];
@@ -413,13 +321,13 @@ static float dot_kx(int64_t k, const uint8_t *w, size_t bsize, int five, const i
             kiln_block_q5_k b;
             memcpy(&b, w + i * bsize, sizeof b);
             levels_q5_k(&b, q);
-            unpack_scales(b.scales, sc, m);
+            kiln_kq_unpack_scales(b.scales, sc, m);
             dh = b.d, dminh = b.dmin;
         } else {
             kiln_block_q4_k b;
             memcpy(&b, w + i * bsize, sizeof b);
             levels_q4_k(&b, q);
-            unpack_scales(b.scales, sc, m);
+            kiln_kq_unpack_scales(b.scales, sc, m);
             dh = b.d, dminh = b.dmin;
         }
         const float d = kiln_fp16_to_f32(dh), dmin = kiln_fp16_to_f32(dminh);
