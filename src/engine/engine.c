@@ -124,6 +124,14 @@ static void prune_live(kiln_engine *e) {
     }
 }
 
+/* KILN_OK if name resolves to a model of the registry (the error says why not). */
+static kiln_status check_model(kiln_engine *e, const char *name) {
+    kiln_model_entry me = {0};
+    kiln_status st = kiln_registry_resolve(e->reg, name, &me);
+    kiln_model_entry_clear(&me);
+    return st;
+}
+
 /* ---- lifecycle ---------------------------------------------------------------------- */
 
 static kiln_status add_live(kiln_engine *e, kiln_job_rec *rec, live_job **out) {
@@ -171,10 +179,7 @@ static kiln_status load_config(kiln_engine *e) {
     }
     for (size_t i = 0; i < e->presets->n_programs; i++) {
         const kiln_program *p = &e->presets->programs[i];
-        kiln_model_entry me = {0};
-        st = kiln_registry_resolve(e->reg, p->model, &me);
-        kiln_model_entry_clear(&me);
-        if (st) return kiln_fail_prefix(st, "%s: programs.%s", path, p->name);
+        if ((st = check_model(e, p->model))) return kiln_fail_prefix(st, "%s: programs.%s", path, p->name);
     }
     return KILN_OK;
 }
@@ -338,9 +343,7 @@ static kiln_status build_job(kiln_engine *e, const cJSON *req, kiln_job_rec *rec
         if (kind && (st = kiln_job_kind_parse(kind->valuestring, &rec->kind))) return st;
     }
     const char *model_name = prog ? prog->model : model->valuestring;
-    kiln_model_entry me = {0};
-    if ((st = kiln_registry_resolve(e->reg, model_name, &me))) return st;
-    kiln_model_entry_clear(&me);
+    if ((st = check_model(e, model_name))) return st;
 
     kiln_params p;
     kiln_params_default(&p, rec->kind);
@@ -569,15 +572,6 @@ kiln_status kiln_engine_next_event(kiln_engine *e, const char *id, int *seq, dou
 }
 
 /* ---- models and stats ---------------------------------------------------------- */
-
-kiln_status kiln_engine_check_model(kiln_engine *e, const char *name) {
-    kiln_model_entry me = {0};
-    kiln_status st = kiln_registry_resolve(e->reg, name, &me);
-    kiln_model_entry_clear(&me);
-    return st;
-}
-
-const kiln_presets *kiln_engine_presets(kiln_engine *e) { return e->presets; }
 
 cJSON *kiln_engine_programs_json(kiln_engine *e) {
     cJSON *arr = cJSON_CreateArray();

@@ -49,9 +49,6 @@ kiln_status kiln_engine_wait(kiln_engine *e, const char *id, double timeout, kil
 
 /* Models: every model the directory and config name, with whether it is loaded. */
 cJSON *kiln_engine_models_json(kiln_engine *e);
-/* Resolves a model name (for 404s before submitting). */
-kiln_status kiln_engine_check_model(kiln_engine *e, const char *name);
-const kiln_presets *kiln_engine_presets(kiln_engine *e);
 /* The programs of the config, with their defaults (for GET /v1/programs). */
 cJSON *kiln_engine_programs_json(kiln_engine *e);
 

@@ -87,7 +87,6 @@ typedef void (*kiln_quant_fn)(const float *src, void *dst, int64_t n);
  * block after block; so results do not depend on threads or tiling (they may differ
  * in the last bits from the n < KILN_PACK_MIN_N kernels, which sum in another order).
  */
-#define KILN_PACK_ROWS 16
 #define KILN_PACK_MIN_N 16
 #define KILN_PACK_NC 8 /* inputs per gemm16 call */
 typedef struct {
