@@ -157,6 +157,7 @@ void kiln_ref_fill_klow(kiln_kernel_table *t);     /* Q2_K, Q3_K (klow_*.c) */
 void kiln_avx2_fill_legacy(kiln_kernel_table *t);
 void kiln_avx2_fill_kquants(kiln_kernel_table *t);
 void kiln_avx2_fill_klow(kiln_kernel_table *t);
+void kiln_avx2_fill_pack(kiln_kernel_table *t);   /* packed weights (x86/pack_avx2.c) */
 void kiln_avx512_fill_legacy(kiln_kernel_table *t);
 void kiln_avx512_fill_kquants(kiln_kernel_table *t);
 void kiln_avx512_fill_klow(kiln_kernel_table *t);

@@ -67,7 +67,7 @@ static kiln_status alloc_runtime(kiln_llama *m, size_t limit) {
 }
 
 /* Repacks every weight matrix the kernels of this CPU read faster in their own layout
- * (kernels.h: kiln_weight_pack; Q4_0, Q8_0, Q4_K, Q6_K on AVX-512): token generation
+ * (kernels.h: kiln_weight_pack; Q4_0, Q8_0, Q4_K, Q6_K on AVX2 and AVX-512): token generation
  * then streams weights at memory bandwidth. The token embedding keeps its file layout
  * (rows are gathered); a tied output matrix gets its own packed copy. The matrices
  * are packed in parallel, one task each. */

@@ -37,7 +37,7 @@ static void oracle(const float *q, size_t qs, int64_t n_q, const float *k, const
 int main(void) {
     kiln_rng rng;
     kiln_rng_seed(&rng, 11);
-    const int64_t hds[] = {16, 64, 80, 128, 256, 20};
+    const int64_t hds[] = {16, 24, 64, 80, 128, 256, 20};
     const int64_t n_kv0s[] = {0, 5, 300}, n_qs[] = {1, 7};
     const kiln_kernel_table *ref = kiln_kernels_table(KILN_ISA_REF);
     for (size_t hi = 0; hi < 6; hi++)

@@ -161,6 +161,52 @@ DEFINE_MM(mm_bf16, CALL_F, K_BF16)
 DEFINE_MM(mm_q8_0, CALL_Q, K_Q8_0)
 DEFINE_MM(mm_q4_0, CALL_Q, K_Q4_0)
 
+/* ---- activation quantization -------------------------------------------------- */
+
+/* roundf(v) (halves away from zero) clamped to [-128, 127], NaN -> 0, for 8 lanes, as
+ * 32-bit integers: truncate, then step away from zero where the dropped fraction is
+ * >= 0.5 (v - trunc(v) is exact). Matches quant_ref.c's to_q8 lane for lane. */
+static inline __m256i round_q8(__m256 v) {
+    const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
+    const __m256 up = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    const __m256 one = _mm256_or_ps(_mm256_set1_ps(1.0f), _mm256_and_ps(v, sign));
+    __m256 r = _mm256_add_ps(t, _mm256_and_ps(up, one));
+    r = _mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(-128.0f)), _mm256_set1_ps(127.0f));
+    r = _mm256_and_ps(r, _mm256_cmp_ps(v, v, _CMP_ORD_Q));
+    return _mm256_cvttps_epi32(r);
+}
+
+/* kiln_quant_act_fn, bit-exact with kiln_ref_quant_act: the scale comes from the same
+ * scalar operations, the quants from the same IEEE product. */
+static void quant_act(const float *x, int8_t *qs, float *d, int64_t k) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t b = 0; b < k / KILN_QK8_0; b++) {
+        const float *v = x + b * KILN_QK8_0;
+        __m256 vv[4], m = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            vv[i] = _mm256_loadu_ps(v + 8 * i);
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, vv[i]));
+        }
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        const float amax = _mm_cvtss_f32(h);
+        const float dd = amax / 127.0f;
+        const float id = dd != 0.0f ? 1.0f / dd : 0.0f;
+        d[b] = kiln_fp16_to_f32(kiln_f32_to_fp16(dd));
+        const __m256 idv = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int i = 0; i < 4; i++) q[i] = round_q8(_mm256_mul_ps(vv[i], idv));
+        /* packs interleave 128-bit lanes: undo it with one dword permute */
+        const __m256i p16a = _mm256_packs_epi32(q[0], q[1]), p16b = _mm256_packs_epi32(q[2], q[3]);
+        const __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+        _mm256_storeu_si256((__m256i *)(void *)(qs + b * KILN_QK8_0),
+                            _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    }
+}
+
 void kiln_kernels_fill_avx2(kiln_kernel_table *t) {
     t->name = "avx2";
     t->mm[KILN_F32] = mm_f32;
@@ -171,5 +217,7 @@ void kiln_kernels_fill_avx2(kiln_kernel_table *t) {
     kiln_avx2_fill_legacy(t);
     kiln_avx2_fill_kquants(t);
     kiln_avx2_fill_klow(t);
+    kiln_avx2_fill_pack(t);
+    t->quant_act = quant_act;
     kiln_avx2_fill_ops(t);
 }

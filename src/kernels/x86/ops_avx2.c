@@ -153,7 +153,65 @@ static void swiglu(float *out, const float *gate, const float *up, int64_t n) {
     }
 }
 
+/* Attention for head sizes that are a multiple of 8 up to 256. Scores: 8 keys at a
+ * time, one 8-lane FMA chain per key, and one horizontal-add tree that turns the 8
+ * accumulators into the 8 scores (the same tree for every key: lanes
+ * ((0+1)+(2+3)) + ((4+5)+(6+7)); missing keys of the last group are zero vectors).
+ * Values: the output row is built 64 floats at a time in 8 registers while the value
+ * rows stream by (key order, one FMA chain per lane). Other sizes take the reference. */
+#define ATT_KEYS 8
+static void attention(const float *q, size_t q_stride, int64_t n_q, const float *k, const float *v, size_t kv_stride,
+                      int64_t n_kv0, int64_t hd, float scale, float *out, size_t out_stride, float *scratch) {
+    if (hd % 8 || hd > 256) {
+        kiln_ref_attention(q, q_stride, n_q, k, v, kv_stride, n_kv0, hd, scale, out, out_stride, scratch);
+        return;
+    }
+    const int nv = (int)(hd / 8);
+    const __m256 sv = _mm256_set1_ps(scale);
+    for (int64_t i = 0; i < n_q; i++) {
+        const float *qi = q + (size_t)i * q_stride;
+        const int64_t n_kv = n_kv0 + i + 1;
+        for (int64_t t0 = 0; t0 < n_kv; t0 += ATT_KEYS) {
+            const int nk = (int)(n_kv - t0 < ATT_KEYS ? n_kv - t0 : ATT_KEYS);
+            __m256 a[ATT_KEYS];
+            for (int t = 0; t < ATT_KEYS; t++) a[t] = _mm256_setzero_ps();
+            for (int e = 0; e < nv; e++) {
+                const __m256 qv = _mm256_loadu_ps(qi + 8 * e);
+                for (int t = 0; t < nk; t++)
+                    a[t] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + (size_t)(t0 + t) * kv_stride + 8 * e), a[t]);
+            }
+            const __m256 h01 = _mm256_hadd_ps(a[0], a[1]), h23 = _mm256_hadd_ps(a[2], a[3]);
+            const __m256 h45 = _mm256_hadd_ps(a[4], a[5]), h67 = _mm256_hadd_ps(a[6], a[7]);
+            /* lanes: [k0 k1 k2 k3 | k4 k5 k6 k7] halves, low 128 bits from lanes 0-3 */
+            const __m256 h0123 = _mm256_hadd_ps(h01, h23), h4567 = _mm256_hadd_ps(h45, h67);
+            const __m256 lo = _mm256_permute2f128_ps(h0123, h4567, 0x20), hi = _mm256_permute2f128_ps(h0123, h4567, 0x31);
+            const __m256 sc = _mm256_mul_ps(_mm256_add_ps(lo, hi), sv);
+            if (nk == ATT_KEYS) {
+                _mm256_storeu_ps(scratch + t0, sc);
+            } else {
+                float buf[ATT_KEYS];
+                _mm256_storeu_ps(buf, sc);
+                memcpy(scratch + t0, buf, sizeof(float) * (size_t)nk);
+            }
+        }
+        softmax(scratch, n_kv);
+        float *oi = out + (size_t)i * out_stride;
+        for (int e0 = 0; e0 < nv; e0 += 8) {
+            const int ne = nv - e0 < 8 ? nv - e0 : 8;
+            __m256 o[8];
+            for (int e = 0; e < 8; e++) o[e] = _mm256_setzero_ps();
+            for (int64_t t = 0; t < n_kv; t++) {
+                const float *vt = v + (size_t)t * kv_stride + 8 * e0;
+                const __m256 p = _mm256_set1_ps(scratch[t]);
+                for (int e = 0; e < ne; e++) o[e] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vt + 8 * e), o[e]);
+            }
+            for (int e = 0; e < ne; e++) _mm256_storeu_ps(oi + 8 * (e0 + e), o[e]);
+        }
+    }
+}
+
 void kiln_avx2_fill_ops(kiln_kernel_table *t) {
+    t->attention = attention;
     t->dot = dot;
     t->axpy = axpy;
     t->add = add;
