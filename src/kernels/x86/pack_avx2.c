@@ -71,18 +71,22 @@ INLINE void tile_store(int NC, const tile_in *t, int nr, float *y, size_t ldy) {
  * * x[e] (nibbles unsigned, no offset). */
 INLINE void nib_sums(int NC, const uint8_t *nib, int half, const tile_in *t, int64_t b, __m256i out[MAXC]) {
     const __m256i lo4 = _mm256_set1_epi8(0x0f);
-    __m256i s[MAXC];
-    UNROLL for (int c = 0; c < NC; c++) s[c] = _mm256_setzero_si256();
+    /* the 8 weight vectors first (32 elements of 8 rows), then one input after the
+     * other: 8 live weights, one sum and one broadcast stay in registers */
+    __m256i w[8];
     UNROLL for (int h = 0; h < 4; h++) {
         const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(nib + h * 64 + half * 32));
-        const __m256i wl = _mm256_and_si256(v, lo4), wh = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
-        UNROLL for (int c = 0; c < NC; c++) {
-            const int8_t *q = t->xq[c] + b * 32;
-            s[c] = _mm256_add_epi16(s[c], _mm256_maddubs_epi16(wl, bcast4(q + 4 * h)));
-            s[c] = _mm256_add_epi16(s[c], _mm256_maddubs_epi16(wh, bcast4(q + 16 + 4 * h)));
-        }
+        w[h] = _mm256_and_si256(v, lo4);
+        w[h + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
     }
-    UNROLL for (int c = 0; c < NC; c++) out[c] = _mm256_madd_epi16(s[c], _mm256_set1_epi16(1));
+    UNROLL for (int c = 0; c < NC; c++) {
+        const int8_t *q = t->xq[c] + b * 32;
+        __m256i s = _mm256_maddubs_epi16(w[0], bcast4(q));
+        UNROLL for (int h = 1; h < 4; h++) s = _mm256_add_epi16(s, _mm256_maddubs_epi16(w[h], bcast4(q + 4 * h)));
+        UNROLL for (int h = 0; h < 4; h++)
+            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(w[h + 4], bcast4(q + 16 + 4 * h)));
+        out[c] = _mm256_madd_epi16(s, _mm256_set1_epi16(1));
+    }
 }
 
 /* The input's sum over block b (two 16-element sums). */
