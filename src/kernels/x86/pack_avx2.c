@@ -200,6 +200,41 @@ INLINE void tile_q6k(int NC, int64_t nsb, const uint8_t *g, int half, int nr, co
     tile_store(NC, &t, nr, y, ldy);
 }
 
+/* Q4_0 with one input (generation): both halves in one pass over the group, so each
+ * broadcast of the input serves 16 rows. The same integer sums and float steps per
+ * lane as tile_q, hence the same bits. */
+static void tile_q4_n1(int64_t nb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0, float *y) {
+    const int8_t *xq = x->qs + (size_t)i0 * x->qs_stride;
+    const float *xd = x->d + (size_t)i0 * x->d_stride;
+    const int16_t *xs = x->bs + (size_t)i0 * x->bs_stride;
+    const __m256i lo4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = g + (size_t)b * KILN_X16_Q4_0_BLOCK, *nib = blk + 32;
+        const int8_t *q = xq + b * 32;
+        __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+        UNROLL for (int h = 0; h < 4; h++) {
+            const __m256i v0 = _mm256_loadu_si256((const __m256i *)(const void *)(nib + h * 64));
+            const __m256i v1 = _mm256_loadu_si256((const __m256i *)(const void *)(nib + h * 64 + 32));
+            const __m256i xl = bcast4(q + 4 * h), xh = bcast4(q + 16 + 4 * h);
+            s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(_mm256_and_si256(v0, lo4), xl));
+            s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(_mm256_and_si256(v1, lo4), xl));
+            s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v0, 4), lo4), xh));
+            s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v1, 4), lo4), xh));
+        }
+        const __m256i corr = _mm256_set1_epi32(-8 * (xs[2 * b] + xs[2 * b + 1]));
+        const __m256 dx = _mm256_set1_ps(xd[b]);
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_madd_epi16(s0, ones), corr)),
+                               _mm256_mul_ps(half8(blk), dx), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_madd_epi16(s1, ones), corr)),
+                               _mm256_mul_ps(half8(blk + 16), dx), acc1);
+    }
+    float out[16];
+    _mm256_storeu_ps(out, acc0);
+    _mm256_storeu_ps(out + 8, acc1);
+    memcpy(y, out, sizeof(float) * (size_t)nr);
+}
+
 #define tile_q4(NC, ...) tile_q(1, NC, __VA_ARGS__)
 #define tile_q8(NC, ...) tile_q(0, NC, __VA_ARGS__)
 /* Instantiates fn for the constant width ncc (1..4), or 1..2 when MAX2. */
@@ -219,6 +254,10 @@ INLINE void tile_q6k(int NC, int64_t nsb, const uint8_t *g, int half, int nr, co
 /* kiln_gemmx_fn: each half of the group's 16 rows, the inputs a tile at a time. */
 static void gemm_x16(kiln_dtype type, int64_t nb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0, int nc,
                      float *y, size_t ldy) {
+    if (type == KILN_Q4_0_X16 && nc == 1) {
+        tile_q4_n1(nb, g, nr, x, i0, y);
+        return;
+    }
     const int width = type == KILN_Q6_K_X16 ? 2 : MAXC;
     for (int half = 0; half < 2 && half * 8 < nr; half++) {
         const int hr = nr - half * 8 < 8 ? nr - half * 8 : 8;
