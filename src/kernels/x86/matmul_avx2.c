@@ -189,10 +189,7 @@ static void quant_act(const float *x, int8_t *qs, float *d, int64_t k) {
             vv[i] = _mm256_loadu_ps(v + 8 * i);
             m = _mm256_max_ps(m, _mm256_andnot_ps(sign, vv[i]));
         }
-        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_max_ss(h, _mm_movehdup_ps(h));
-        const float amax = _mm_cvtss_f32(h);
+        const float amax = hmax8(m);
         const float dd = amax / 127.0f;
         const float id = dd != 0.0f ? 1.0f / dd : 0.0f;
         d[b] = kiln_fp16_to_f32(kiln_f32_to_fp16(dd));

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "kernels/kernels_impl.h"
+#include "kernels/x86/avx2_util.h"
 
 /* e^x for 8 lanes; the same algorithm as ops_avx512.c's exp512 (Cephes expf
  * polynomial, 2^n applied in two halves, input clamped to [-104, 89]). */
@@ -37,13 +38,6 @@ static inline __m256 exp256(__m256 x) {
     const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
     const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
     return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
-}
-
-static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 static inline double hsum4d(__m256d v) {
@@ -103,10 +97,7 @@ static void softmax(float *x, int64_t n) {
     __m256 mx = _mm256_set1_ps(-INFINITY);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) mx = _mm256_max_ps(mx, _mm256_loadu_ps(x + i));
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    float max = _mm_cvtss_f32(m4);
+    float max = hmax8(mx);
     for (; i < n; i++) max = x[i] > max ? x[i] : max;
     if (max == -INFINITY) { /* as the reference: all masked out gives zeros */
         for (i = 0; i < n; i++) x[i] = 0.0f;

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "kernels/kernels_impl.h"
+#include "kernels/x86/avx2_util.h"
 
 #define INLINE static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 8")
@@ -35,9 +36,6 @@ INLINE __m256i bcast4(const int8_t *q) {
     memcpy(&v, q, 4);
     return _mm256_set1_epi32(v);
 }
-
-/* 8 fp16 values at p as floats. */
-INLINE __m256 half8(const uint8_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p)); }
 
 /* The per-tile view of the NC inputs: block quants, scales, 16-element sums. */
 typedef struct {
@@ -112,8 +110,8 @@ INLINE void tile_q(int Q4, int NC, int64_t nb, const uint8_t *g, int half, int n
                 const __m256i u = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 32 + gi * 64 + half * 32));
                 const __m256i q = _mm256_xor_si256(u, bias), aq = _mm256_abs_epi8(q);
                 UNROLL for (int c = 0; c < NC; c++) {
-                    const __m256i xs = _mm256_sign_epi8(bcast4(t.xq[c] + b * 32 + gi * 4), q);
-                    isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(_mm256_maddubs_epi16(aq, xs), ones));
+                    const __m256i xq = _mm256_sign_epi8(bcast4(t.xq[c] + b * 32 + gi * 4), q);
+                    isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(_mm256_maddubs_epi16(aq, xq), ones));
                 }
             }
         }
@@ -237,7 +235,7 @@ static void tile_q4_n1(int64_t nb, const uint8_t *g, int nr, const kiln_act *x, 
 
 #define tile_q4(NC, ...) tile_q(1, NC, __VA_ARGS__)
 #define tile_q8(NC, ...) tile_q(0, NC, __VA_ARGS__)
-/* Instantiates fn for the constant width ncc (1..4), or 1..2 when MAX2. */
+/* Instantiate fn for the constant tile width ncc: 1..4 (NC4) or 1..2 (NC2). */
 #define NC4(fn, ...)                     \
     switch (ncc) {                       \
     case 1: fn(1, __VA_ARGS__); break;   \
