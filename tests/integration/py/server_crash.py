@@ -7,9 +7,10 @@ keep being killed is failed with a clear reason after --max-attempts (3) starts.
 import json
 import os
 import shutil
+import subprocess
 import time
 
-from kiln_server import TMP, Checks, Server, require_models
+from kiln_server import KILN, TMP, Checks, Server, require_models
 
 require_models()
 t = Checks("server_crash")
@@ -69,8 +70,18 @@ again = wait_final(srv, again["id"])
 t.check("re-run output equals a clean run (same seed)", j and again and
         j["result"]["text"] == again["result"]["text"])
 
-# a job that is killed at every attempt is failed with a reason, not retried forever
-st, _, doomed = srv.request("POST", "/v1/jobs", {"model": "stories260K",
+# a job that is killed at every attempt is failed with a reason, not retried forever.
+# stories260K writes its whole context in ~50 ms, so a restarted server can finish the
+# recovered job before the test sees its first token; this part runs on a random
+# smollm-135m-shaped model (written here, ~70 MB), slow enough to be caught running.
+srv.stop()
+slow_models = os.path.join(root, "models")
+os.makedirs(slow_models)
+subprocess.run([KILN, "quantize", "--random", "smollm-135m", os.path.join(slow_models, "slow.gguf"), "q4_0"],
+               check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+data = os.path.join(root, "data-slow")
+srv = Server(data, "--threads", "1", models=slow_models)
+st, _, doomed = srv.request("POST", "/v1/jobs", {"model": "slow",
                                                   "params": {"prompt": "Once", "max_tokens": 1000, "seed": 7}})
 for attempt in range(3):
     killed = False
@@ -81,7 +92,7 @@ for attempt in range(3):
             break
     if not killed:
         break
-    srv = Server(data, "--threads", "1")
+    srv = Server(data, "--threads", "1", models=slow_models)
 st, _, d = srv.request("GET", f"/v1/jobs/{doomed['id']}")
 t.check("after 3 interrupted attempts the job fails with a clear reason",
         d["state"] == "failed" and "stopped while this job was running" in d.get("error", ""), d)
