@@ -90,6 +90,11 @@ kiln_status kiln_matmul(const kiln_tensor *w, const float *x, int64_t n, float *
     return kiln_matmul_with(kiln_kernels_current(), w, x, n, y, pool);
 }
 
+kiln_status kiln_matmul_many(int count, const kiln_tensor *const *w, const float *x, int64_t n, float *const *y,
+                             kiln_pool *pool) {
+    return kiln_matmul_many_with(kiln_kernels_current(), count, w, x, n, y, pool);
+}
+
 void kiln_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) {
     kiln_kernels_current()->rmsnorm(y, x, w, n, eps);
 }

@@ -35,6 +35,14 @@ bool kiln_matmul_supports(kiln_dtype t);
  * multiply, KILN_ERR_NOMEM if scratch memory cannot be had. */
 kiln_status kiln_matmul(const kiln_tensor *w, const float *x, int64_t n, float *y, kiln_pool *pool);
 
+/* y[i] = x · w[i]ᵀ for count (1..KILN_MATMUL_MAX) weights of the same width that read
+ * the same input (a layer's q, k, v; gate and up): one quantization of x and one
+ * parallel loop over the tasks of all of them, so threads meet once instead of count
+ * times. Each y[i] gets the bits separate kiln_matmul calls would give. */
+#define KILN_MATMUL_MAX 4
+kiln_status kiln_matmul_many(int count, const kiln_tensor *const *w, const float *x, int64_t n, float *const *y,
+                             kiln_pool *pool);
+
 /* Repacks a 2-D weight matrix into the layout the fastest kernels of this CPU read
  * directly for every batch size (16 rows interleaved; Q4_0, Q8_0, Q4_K, Q6_K on AVX2 and AVX-512), if
  * there is one: fills *out (type KILN_Q4_0_X16 / KILN_Q8_0_X16, same ne) and *mem

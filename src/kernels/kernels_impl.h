@@ -99,6 +99,19 @@ typedef void (*kiln_row_q8_fn)(const void *row, int64_t k, int8_t *q, float *d, 
 typedef void (*kiln_gemm16_fn)(int64_t nb, const kiln_packed16 *p, int nr, const kiln_act *x, int64_t i0, int nc,
                                float *y, size_t ldy);
 
+/* Prompt-side GEMM for float weights (F32, F16, BF16; n >= KILN_PACK_MIN_N inputs):
+ * converts rows [0, nr) (nr <= KILN_GEMMF_ROWS, w_stride bytes apart) to an fp32
+ * panel [k][KILN_GEMMF_ROWS] in panel (the caller's scratch of KILN_GEMMF_SCRATCH(k)
+ * floats, 64-byte aligned; the panel, then room to stage rows) and stores y[c*ldy + r] = dot(row r, input c) for all n
+ * inputs (x_stride floats apart), KILN_GEMMF_NC inputs at a time. Per output element
+ * one fp32 fma chain over the k elements in order (x86/gemmf_avx512.c). */
+#define KILN_GEMMF_ROWS 32
+#define KILN_GEMMF_NC 14
+#define KILN_GEMMF_KC 1024 /* elements of a row staged at a time */
+#define KILN_GEMMF_SCRATCH(k) ((size_t)KILN_GEMMF_ROWS * (size_t)(k) + 16 * (KILN_GEMMF_KC + 16))
+typedef void (*kiln_gemmf_fn)(kiln_dtype type, int64_t k, const void *w, size_t w_stride, int nr, const float *x,
+                              size_t x_stride, int64_t n, float *y, size_t ldy, float *panel);
+
 /* Packed weights (kernels/pack.c): y[c*ldy + r] for r < nr (<= 16), c < nc
  * (<= KILN_PACK_NC) from one group of 16 rows starting at g; nb counts the type's
  * blocks (32 elements; 256 for Q4_K). */
@@ -126,6 +139,8 @@ typedef struct {
      * (reference level; NULL for types it does not cover) */
     kiln_gemm16_fn gemm16;
     kiln_row_q8_fn row_q8[KILN_DTYPE_COUNT];
+    /* prompt GEMM for float weights (NULL: the micro kernels do it) */
+    kiln_gemmf_fn gemmf;
     /* micro kernel per weight type (NULL: matmul does not support the type) */
     kiln_mm_fn mm[KILN_DTYPE_COUNT];
     /* conversions (filled by the reference level only; SIMD levels leave them) */
@@ -161,6 +176,7 @@ void kiln_avx2_fill_pack(kiln_kernel_table *t);   /* packed weights (x86/pack_av
 void kiln_avx512_fill_legacy(kiln_kernel_table *t);
 void kiln_avx512_fill_kquants(kiln_kernel_table *t);
 void kiln_avx512_fill_klow(kiln_kernel_table *t);
+void kiln_avx512_fill_gemmf(kiln_kernel_table *t); /* float prompt GEMM (x86/gemmf_avx512.c) */
 void kiln_kernels_fill_avx2(kiln_kernel_table *t);
 void kiln_kernels_fill_avx512(kiln_kernel_table *t);
 /* The element-wise halves of the SIMD fills (x86/ops_*.c). */
@@ -176,6 +192,8 @@ const kiln_kernel_table *kiln_kernels_current(void);
 /* kiln_matmul with an explicit table (tests compare the variants through it). */
 kiln_status kiln_matmul_with(const kiln_kernel_table *t, const kiln_tensor *w, const float *x,
                              int64_t n, float *y, kiln_pool *pool);
+kiln_status kiln_matmul_many_with(const kiln_kernel_table *t, int count, const kiln_tensor *const *w, const float *x,
+                                  int64_t n, float *const *y, kiln_pool *pool);
 
 /* Reference Q8_0 quantization of one block of 32 floats (llama.cpp's
  * quantize_row_q8_0_ref): returns the fp16 scale and writes 32 quants. */

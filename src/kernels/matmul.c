@@ -9,7 +9,8 @@
  *     block of about 1.13·n·k bytes, freed before returning. Float weight types
  *     read x as it is and need no scratch.
  *  3. Split the m outputs into fixed chunks of rows; one task per chunk, run with
- *     kiln_pool_for. A task walks its inputs KILN_MC at a time and, for each group,
+ *     kiln_pool_for (kiln_matmul_many: the chunks of all its weights in one loop, over
+ *     one shared copy of the quantized x). A task walks its inputs KILN_MC at a time and, for each group,
  *     its rows KILN_MR at a time, calling the variant's micro kernel. So a chunk's
  *     weights (sized to stay in L2) are fetched from memory once and then reused
  *     from cache for every input, and with n = 1 the weights stream through
@@ -21,6 +22,7 @@
  * only. So any thread count gives bit-identical results, and row i of a batch
  * equals a call with that single row.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,11 +46,40 @@ static kiln_mm_fn kernel_for(const kiln_kernel_table *t, kiln_dtype type) {
     return (unsigned)type < KILN_DTYPE_COUNT ? t->mm[type] : NULL;
 }
 
+/* Scratch for the tasks of one call that need some (the packed prompt GEMM's groups,
+ * the float panels): one buffer per thread that can run a task, claimed by a task
+ * while it runs. Allocated once per call: fresh pages for every task cost more in
+ * page faults than converting the weights. */
+#define SCRATCH_SLOTS 64
+typedef struct {
+    int n;
+    size_t bytes;
+    uint8_t *mem;
+    atomic_bool busy[SCRATCH_SLOTS];
+} task_scratch;
+
+/* At most n tasks run at once (one per thread), so a slot is always free or about to be. */
+static uint8_t *scratch_take(task_scratch *s, int *slot) {
+    for (;;)
+        for (int i = 0; i < s->n; i++)
+            if (!atomic_exchange_explicit(&s->busy[i], true, memory_order_acquire)) {
+                *slot = i;
+                return s->mem + (size_t)i * s->bytes;
+            }
+}
+
+static void scratch_give(task_scratch *s, int slot) {
+    atomic_store_explicit(&s->busy[slot], false, memory_order_release);
+}
+
 typedef struct {
     kiln_mm_fn mm;
     kiln_dtype type;
     kiln_row_q8_fn row_q8;       /* packed path: row converter and kernel, else NULL */
     kiln_gemm16_fn gemm16;
+    kiln_gemmf_fn gemmf;         /* float prompt path, else NULL */
+    size_t scratch_bytes;        /* per task, for those two paths */
+    task_scratch *scratch;
     kiln_packed16 *packs;        /* one slot per group of 16 rows of the whole matrix */
     const uint8_t *w;
     size_t w_stride;
@@ -56,27 +87,7 @@ typedef struct {
     int64_t rows_per_task;
     kiln_act act;
     float *y;
-    /* activation quantization */
-    kiln_quant_act_fn quant;
-    const float *x;
-    int8_t *qs;
-    float *d;
-    int16_t *bs;
 } mm_job;
-
-static void quant_task(void *ctx, int64_t i) {
-    mm_job *j = ctx;
-    int8_t *qs = j->qs + (size_t)i * j->act.qs_stride;
-    j->quant(j->x + (size_t)i * (size_t)j->k, qs, j->d + (size_t)i * j->act.d_stride, j->k);
-    if (j->bs) { /* exact integer sums of 16 quants, for types with block minimums */
-        int16_t *bs = j->bs + (size_t)i * j->act.bs_stride;
-        for (int64_t g = 0; g < j->k / 16; g++) {
-            int s = 0;
-            for (int e = 0; e < 16; e++) s += qs[g * 16 + e];
-            bs[g] = (int16_t)s;
-        }
-    }
-}
 
 static void mm_task(void *ctx, int64_t t) {
     const mm_job *j = ctx;
@@ -124,11 +135,8 @@ static void mm_task_packed(void *ctx, int64_t t) {
     const bool has_m = kiln_type_needs_sums(j->type);
     /* per group: q (nb*512) + d, m (nb*16 floats each); then one row's scratch */
     const size_t gbytes = (size_t)nb * (512 + 16 * 4 * 2);
-    uint8_t *buf = kiln_aligned_alloc(64, gbytes * (size_t)groups + (size_t)j->k + 3 * sizeof(float) * (size_t)nb);
-    if (!buf) { /* no memory for packing: the unpacked kernels give the same numbers up to float order */
-        mm_task(ctx, t);
-        return;
-    }
+    int slot;
+    uint8_t *buf = scratch_take(j->scratch, &slot);
     int8_t *rowq = (int8_t *)(buf + gbytes * (size_t)groups);
     float *rowd = (float *)(void *)(rowq + j->k), *rowm = rowd + nb;
     kiln_packed16 *p = j->packs + t * (j->rows_per_task / 16);
@@ -148,17 +156,43 @@ static void mm_task_packed(void *ctx, int64_t t) {
                       (size_t)j->m);
         }
     }
-    free(buf);
+    scratch_give(j->scratch, slot);
 }
 
-/* Rows per task: with one input the work is a weight stream, so small chunks
- * (good load balance); with several, as many rows as keep ~128 KiB of weights in
- * L2, and never so many that fewer than 8 tasks remain for the threads. Always a
- * multiple of KILN_MR, and a function of the shapes only (determinism above). */
+/* Scratch bytes of one mm_task_packed task (rows_per_task rows). */
+static size_t packed_scratch_bytes(int64_t k, int64_t rows_per_task) {
+    const size_t nb = (size_t)k / KILN_QK8_0;
+    return nb * (512 + 16 * 4 * 2) * (size_t)((rows_per_task + 15) / 16) + (size_t)k + 3 * sizeof(float) * nb;
+}
+
+/* Float weights, a batch of inputs: one task per KILN_GEMMF_ROWS rows, converted to an
+ * fp32 panel in the task's scratch and multiplied by every input (kernels_impl.h). */
+static void mm_task_gemmf(void *ctx, int64_t t) {
+    const mm_job *j = ctx;
+    const int64_t r0 = t * KILN_GEMMF_ROWS;
+    const int nr = (int)(j->m - r0 < KILN_GEMMF_ROWS ? j->m - r0 : KILN_GEMMF_ROWS);
+    int slot;
+    float *panel = (float *)(void *)scratch_take(j->scratch, &slot);
+    j->gemmf(j->type, j->k, j->w + (size_t)r0 * j->w_stride, j->w_stride, nr, j->act.f, j->act.f_stride, j->n,
+             j->y + (size_t)r0, (size_t)j->m, panel);
+    scratch_give(j->scratch, slot);
+}
+
+/* With one input a matmul is a weight stream; a task then reads one contiguous run
+ * of about this many bytes. Long runs are what lets the hardware prefetchers keep
+ * enough lines in flight: on Zen 5 (2 threads, 71 GB/s read bandwidth) TinyLlama
+ * generation went from 62 to 70-88 tok/s (Q4_0) and 18 to 21-23 (F16) going from 64 KiB
+ * to 256 KiB runs, with no gain further up. At least 8 tasks remain for balance. */
+#define STREAM_TASK_BYTES (256u << 10)
+
+/* Rows per task: with one input, STREAM_TASK_BYTES of weights; with several, as many
+ * rows as keep ~128 KiB of weights in L2; never so many that fewer than 8 tasks remain
+ * for the threads. Always a multiple of KILN_MR, and a function of the shapes only
+ * (determinism above). */
 static int64_t rows_per_task(int64_t m, int64_t n, size_t row_bytes) {
     int64_t r;
     if (n == 1) {
-        r = 16;
+        r = row_bytes ? (int64_t)(STREAM_TASK_BYTES / row_bytes) : 256;
     } else {
         r = row_bytes ? (int64_t)((128 * 1024) / row_bytes) : 256;
         if (r > 256) r = 256;
@@ -169,102 +203,128 @@ static int64_t rows_per_task(int64_t m, int64_t n, size_t row_bytes) {
     return r < KILN_MR ? KILN_MR : r;
 }
 
-/* Quantizes every input row to Q8_0 (and, with sums, its 16-element sums) into one
- * scratch block set in j; *scratch is to be freed by the caller. */
-static kiln_status quantize_inputs(mm_job *j, const kiln_kernel_table *t, bool sums, kiln_pool *pool, void **scratch) {
-    const int64_t n = j->n, k = j->k;
+/* ---- activations: one Q8_0 copy of x shared by every weight of a call ------------ */
+
+typedef struct {
+    kiln_quant_act_fn quant;
+    const float *x;
+    int64_t k;
+    kiln_act act;
+} quant_job;
+
+static void quant_task(void *ctx, int64_t i) {
+    const quant_job *q = ctx;
+    int8_t *qs = (int8_t *)q->act.qs + (size_t)i * q->act.qs_stride;
+    q->quant(q->x + (size_t)i * (size_t)q->k, qs, (float *)q->act.d + (size_t)i * q->act.d_stride, q->k);
+    /* exact integer sums of 16 quants, for types with block minimums and the packed paths */
+    int16_t *bs = (int16_t *)q->act.bs + (size_t)i * q->act.bs_stride;
+    for (int64_t g = 0; g < q->k / 16; g++) {
+        int s = 0;
+        for (int e = 0; e < 16; e++) s += qs[g * 16 + e];
+        bs[g] = (int16_t)s;
+    }
+}
+
+/* Quantizes every input row to Q8_0 with its 16-element sums into one scratch block
+ * (*scratch, for the caller to free) and points act at it. */
+static kiln_status quantize_inputs(const kiln_kernel_table *t, const float *x, int64_t n, int64_t k, kiln_act *act,
+                                   kiln_pool *pool, void **scratch) {
     /* (n, k) int8 quants, rows padded to 64 bytes, then (n, k/32) float scales,
-     * then (n, k/16) int16 sums when asked. */
+     * then (n, k/16) int16 sums. */
     const size_t qs_stride = ((size_t)k + 63) & ~(size_t)63;
     const size_t nblk = (size_t)k / KILN_QK8_0;
-    size_t qs_bytes, d_bytes, bs_bytes = 0, total;
+    size_t qs_bytes, d_bytes, bs_bytes, total;
     if (!kiln_mul_ok((size_t)n, qs_stride, &qs_bytes) || !kiln_mul_ok((size_t)n, nblk, &d_bytes) ||
-        !kiln_mul_ok(d_bytes, sizeof(float), &d_bytes) ||
-        (sums && !kiln_mul_ok((size_t)n, 2 * nblk * sizeof(int16_t), &bs_bytes)) ||
+        !kiln_mul_ok(d_bytes, sizeof(float), &d_bytes) || !kiln_mul_ok((size_t)n, 2 * nblk * sizeof(int16_t), &bs_bytes) ||
         !kiln_add_ok(qs_bytes, d_bytes, &total) || !kiln_add_ok(total, bs_bytes, &total))
         return kiln_fail(KILN_ERR_NOMEM, "matmul: activation scratch size overflows (n %lld, k %lld)", (long long)n,
                          (long long)k);
     *scratch = kiln_aligned_alloc(64, total);
     if (!*scratch) return kiln_fail(KILN_ERR_NOMEM, "matmul: cannot allocate %zu bytes of activation scratch", total);
-    j->qs = *scratch;
-    j->d = (float *)(void *)((uint8_t *)*scratch + qs_bytes); /* qs_bytes is a multiple of 64 */
-    j->quant = t->quant_act;
-    j->act.qs = j->qs;
-    j->act.qs_stride = qs_stride;
-    j->act.d = j->d;
-    j->act.d_stride = nblk;
-    if (sums) {
-        j->bs = (int16_t *)(void *)((uint8_t *)*scratch + qs_bytes + d_bytes); /* 4-byte aligned */
-        j->act.bs = j->bs;
-        j->act.bs_stride = 2 * nblk;
-    }
-    kiln_pool_for(n > 1 ? pool : NULL, n, quant_task, j);
+    act->qs = *scratch;
+    act->qs_stride = qs_stride;
+    act->d = (float *)(void *)((uint8_t *)*scratch + qs_bytes); /* qs_bytes is a multiple of 64 */
+    act->d_stride = nblk;
+    act->bs = (int16_t *)(void *)((uint8_t *)*scratch + qs_bytes + d_bytes); /* 4-byte aligned */
+    act->bs_stride = 2 * nblk;
+    quant_job q = {t->quant_act, x, k, *act};
+    kiln_pool_for(n > 1 ? pool : NULL, n, quant_task, &q);
     return KILN_OK;
 }
 
 /* ---- weights packed at load (pack.c) ---------------------------------------------- */
 
 typedef struct {
-    const mm_job *j;
     const kiln_kernel_table *t;
     kiln_dtype type;
     const uint8_t *w;
     size_t group_bytes;
-    int64_t groups_per_task;
+    int64_t groups_per_task, nb, m, n;
+    const kiln_act *act;
+    float *y;
 } x16_job;
 
 static void x16_task(void *ctx, int64_t task) {
     const x16_job *xj = ctx;
-    const mm_job *j = xj->j;
-    const int64_t nb = j->k / (kiln_x16_superblock(xj->type) ? 256 : KILN_QK8_0), groups = (j->m + 15) / 16;
+    const int64_t groups = (xj->m + 15) / 16;
     const int64_t g0 = task * xj->groups_per_task;
     const int64_t g1 = g0 + xj->groups_per_task < groups ? g0 + xj->groups_per_task : groups;
-    for (int64_t c = 0; c < j->n; c += KILN_PACK_NC) {
-        const int nc = (int)(j->n - c < KILN_PACK_NC ? j->n - c : KILN_PACK_NC);
+    for (int64_t c = 0; c < xj->n; c += KILN_PACK_NC) {
+        const int nc = (int)(xj->n - c < KILN_PACK_NC ? xj->n - c : KILN_PACK_NC);
         for (int64_t g = g0; g < g1; g++) {
-            const int nr = (int)(j->m - g * 16 < 16 ? j->m - g * 16 : 16);
-            xj->t->gemm_x16(xj->type, nb, xj->w + (size_t)g * xj->group_bytes, nr, &j->act, c, nc,
-                            j->y + (size_t)c * (size_t)j->m + (size_t)(g * 16), (size_t)j->m);
+            const int nr = (int)(xj->m - g * 16 < 16 ? xj->m - g * 16 : 16);
+            xj->t->gemm_x16(xj->type, xj->nb, xj->w + (size_t)g * xj->group_bytes, nr, xj->act, c, nc,
+                            xj->y + (size_t)c * (size_t)xj->m + (size_t)(g * 16), (size_t)xj->m);
         }
     }
 }
 
-static kiln_status matmul_x16(const kiln_kernel_table *t, const kiln_tensor *w, const float *x, int64_t n, float *y,
-                              kiln_pool *pool) {
+/* ---- planning: each weight of a call becomes a part, a run of tasks ----------------- */
+
+typedef struct {
+    kiln_task_fn fn;
+    void *ctx;
+    int64_t n_tasks;
+    bool quantized; /* reads the Q8_0 activations */
+    union {
+        mm_job mm;
+        x16_job x16;
+    } job;
+} mm_part;
+
+static kiln_status plan_x16(const kiln_kernel_table *t, const kiln_tensor *w, const float *x, int64_t n, float *y,
+                            mm_part *p) {
     if (!t->gemm_x16)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "matmul: packed weights need the kernels they were packed for (%s)",
                          t->name);
     const int64_t k = w->ne[0], m = w->ne[1];
     const bool sup = kiln_x16_superblock(w->type);
-    if (n < 0 || k <= 0 || m <= 0 || k % (sup ? 256 : 32))
-        return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: bad packed shapes");
+    if (n < 0 || k <= 0 || m <= 0 || k % (sup ? 256 : 32)) return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: bad packed shapes");
     if (n == 0) return KILN_OK;
     if (!x || !y || !w->data) return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: NULL data");
-    mm_job j = {.type = w->type, .k = k, .m = m, .n = n, .y = y, .x = x};
-    void *scratch = NULL;
-    kiln_status st = quantize_inputs(&j, t, true, pool, &scratch);
-    if (st) return st;
     const int64_t nb = sup ? k / 256 : k / 32, groups = (m + 15) / 16;
     const size_t bsz = w->type == KILN_Q6_K_X16   ? KILN_X16_Q6_K_BLOCK
                        : w->type == KILN_Q4_K_X16 ? KILN_X16_Q4_K_BLOCK
                        : w->type == KILN_Q4_0_X16 ? KILN_X16_Q4_0_BLOCK
                                                   : KILN_X16_Q8_0_BLOCK;
-    /* A matrix-vector product is a weight stream: tasks of about 64 KiB of contiguous
-     * packed weights (long enough runs for the hardware prefetchers), at least 8 tasks
-     * for balance. Prompts: about 256 KiB per task, reused for every input. */
-    int64_t per = (int64_t)(((n > 1 ? 256u : 64u) << 10) / ((size_t)nb * bsz));
+    /* About 256 KiB of contiguous packed weights per task, at least 8 tasks for balance:
+     * with one input a long run for the prefetchers (STREAM_TASK_BYTES), with several a
+     * chunk reused from L2 for every input. */
+    int64_t per = (int64_t)(STREAM_TASK_BYTES / ((size_t)nb * bsz));
     if (per < 1) per = 1;
     if (per > (groups + 7) / 8) per = (groups + 7) / 8 > 0 ? (groups + 7) / 8 : 1;
-    x16_job xj = {&j, t, w->type, w->data, (size_t)nb * bsz, per};
-    kiln_pool_for(pool, (groups + per - 1) / per, x16_task, &xj);
-    free(scratch);
+    p->job.x16 = (x16_job){t, w->type, w->data, (size_t)nb * bsz, per, nb, m, n, NULL, y};
+    p->fn = x16_task;
+    p->n_tasks = (groups + per - 1) / per;
+    p->quantized = true;
     return KILN_OK;
 }
 
-kiln_status kiln_matmul_with(const kiln_kernel_table *t, const kiln_tensor *w, const float *x, int64_t n, float *y,
-                             kiln_pool *pool) {
-    if (!t || !w) return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: no kernel table or weight");
-    if (kiln_x16_type(w->type)) return matmul_x16(t, w, x, n, y, pool);
+static kiln_status plan_one(const kiln_kernel_table *t, const kiln_tensor *w, const float *x, int64_t n, float *y,
+                            mm_part *p) {
+    *p = (mm_part){0};
+    if (!w) return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: no weight");
+    if (kiln_x16_type(w->type)) return plan_x16(t, w, x, n, y, p);
     kiln_mm_fn mm = kernel_for(t, w->type);
     if (!mm) return kiln_fail(KILN_ERR_UNSUPPORTED, "matmul: weight type %s is not supported", kiln_dtype_name(w->type));
     const int64_t k = w->ne[0], m = w->ne[1];
@@ -286,32 +346,118 @@ kiln_status kiln_matmul_with(const kiln_kernel_table *t, const kiln_tensor *w, c
         memset(y, 0, ny);
         return KILN_OK;
     }
-
-    mm_job j = {.mm = mm, .type = w->type, .w = w->data, .w_stride = w->nb[1], .k = k, .m = m, .n = n, .y = y, .x = x};
+    mm_job *j = &p->job.mm;
+    *j = (mm_job){.mm = mm, .type = w->type, .w = w->data, .w_stride = w->nb[1], .k = k, .m = m, .n = n, .y = y};
     const kiln_kernel_table *ref = kiln_kernels_table(KILN_ISA_REF);
     const bool packed = n >= KILN_PACK_MIN_N && t->gemm16 && ref->row_q8[w->type] && k % KILN_QK8_0 == 0;
-    j.rows_per_task = rows_per_task(m, n, row_bytes);
+    j->rows_per_task = rows_per_task(m, n, row_bytes);
     if (packed) { /* whole groups of 16 rows per task */
-        j.rows_per_task = (j.rows_per_task + 15) / 16 * 16;
-        j.row_q8 = ref->row_q8[w->type];
-        j.gemm16 = t->gemm16;
+        j->rows_per_task = (j->rows_per_task + 15) / 16 * 16;
+        j->row_q8 = ref->row_q8[w->type];
+        j->gemm16 = t->gemm16;
     }
-    j.act.f = x;
-    j.act.f_stride = (size_t)k;
+    if (!kiln_type_quantized(w->type) && n >= KILN_PACK_MIN_N && t->gemmf) {
+        j->gemmf = t->gemmf;
+        j->scratch_bytes = sizeof(float) * KILN_GEMMF_SCRATCH(k);
+        p->n_tasks = (m + KILN_GEMMF_ROWS - 1) / KILN_GEMMF_ROWS;
+        p->fn = mm_task_gemmf;
+        return KILN_OK;
+    }
+    if (packed) j->scratch_bytes = packed_scratch_bytes(k, j->rows_per_task);
+    p->n_tasks = (m + j->rows_per_task - 1) / j->rows_per_task;
+    p->fn = packed ? mm_task_packed : mm_task;
+    p->quantized = kiln_type_quantized(w->type);
+    return KILN_OK;
+}
 
+typedef struct {
+    mm_part *parts;
+    int count;
+} multi_job;
+
+/* Task i of the whole call: the part it falls in, then that part's task. */
+static void multi_task(void *ctx, int64_t i) {
+    const multi_job *mj = ctx;
+    for (int p = 0; p < mj->count; p++) {
+        if (i < mj->parts[p].n_tasks) {
+            mj->parts[p].fn(mj->parts[p].ctx, i);
+            return;
+        }
+        i -= mj->parts[p].n_tasks;
+    }
+}
+
+kiln_status kiln_matmul_many_with(const kiln_kernel_table *t, int count, const kiln_tensor *const *w, const float *x,
+                                  int64_t n, float *const *y, kiln_pool *pool) {
+    if (!t || !w || !y || count < 1 || count > KILN_MATMUL_MAX)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: no kernel table, or not 1..%d weights", KILN_MATMUL_MAX);
+    mm_part parts[KILN_MATMUL_MAX];
+    bool quantized = false;
+    int64_t k = -1, total = 0;
+    for (int i = 0; i < count; i++) {
+        kiln_status st = plan_one(t, w[i], x, n, y[i], &parts[i]);
+        if (st) return st;
+        if (parts[i].n_tasks == 0) continue;
+        if (k >= 0 && w[i]->ne[0] != k)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: weights sharing an input differ in width (%lld, %lld)",
+                             (long long)k, (long long)w[i]->ne[0]);
+        k = w[i]->ne[0];
+        quantized |= parts[i].quantized;
+        total += parts[i].n_tasks;
+    }
+    if (total == 0) return KILN_OK;
+    kiln_act act = {.f = x, .f_stride = (size_t)k};
     void *scratch = NULL;
-    if (kiln_type_quantized(w->type)) {
-        kiln_status st = quantize_inputs(&j, t, kiln_type_needs_sums(w->type) || packed, pool, &scratch);
+    if (quantized) {
+        kiln_status st = quantize_inputs(t, x, n, k, &act, pool, &scratch);
         if (st) return st;
     }
-
-    const int64_t n_tasks = (m + j.rows_per_task - 1) / j.rows_per_task;
-    if (packed && (j.packs = calloc((size_t)n_tasks * (size_t)(j.rows_per_task / 16), sizeof *j.packs))) {
-        kiln_pool_for(pool, n_tasks, mm_task_packed, &j);
-        free(j.packs);
-    } else {
-        kiln_pool_for(pool, n_tasks, mm_task, &j);
+    /* per-task scratch: the largest any part needs, one per thread */
+    task_scratch ts = {.n = 0};
+    int64_t scratch_tasks = 0;
+    for (int i = 0; i < count; i++) {
+        if (parts[i].fn == x16_task || !parts[i].n_tasks || !parts[i].job.mm.scratch_bytes) continue;
+        const size_t b = (parts[i].job.mm.scratch_bytes + 63) & ~(size_t)63;
+        if (b > ts.bytes) ts.bytes = b;
+        scratch_tasks += parts[i].n_tasks;
     }
+    kiln_status st = KILN_OK;
+    void *packs[KILN_MATMUL_MAX] = {0};
+    if (ts.bytes) {
+        const int64_t threads = pool ? kiln_pool_size(pool) : 1;
+        ts.n = (int)(threads < scratch_tasks ? threads : scratch_tasks);
+        if (ts.n > SCRATCH_SLOTS) ts.n = SCRATCH_SLOTS;
+        size_t all;
+        if (!kiln_mul_ok(ts.bytes, (size_t)ts.n, &all) || !(ts.mem = kiln_aligned_alloc(64, all)))
+            st = kiln_fail(KILN_ERR_NOMEM, "matmul: cannot allocate %d x %zu bytes of task scratch", ts.n, ts.bytes);
+        for (int i = 0; i < ts.n; i++) atomic_init(&ts.busy[i], false);
+    }
+    for (int i = 0; i < count && !st; i++) {
+        mm_part *p = &parts[i];
+        p->ctx = &p->job;
+        if (p->fn == x16_task) {
+            p->job.x16.act = &act;
+        } else if (p->n_tasks) {
+            mm_job *j = &p->job.mm;
+            j->act = act;
+            j->scratch = &ts;
+            /* the packed prompt path's table of its tasks' 16-row groups */
+            if (p->fn == mm_task_packed &&
+                !(packs[i] = j->packs = calloc((size_t)p->n_tasks * (size_t)(j->rows_per_task / 16), sizeof *j->packs)))
+                st = kiln_fail(KILN_ERR_NOMEM, "matmul: cannot allocate the packed-group table");
+        }
+    }
+    if (!st) {
+        multi_job mj = {parts, count};
+        kiln_pool_for(pool, total, multi_task, &mj);
+    }
+    for (int i = 0; i < count; i++) free(packs[i]);
+    free(ts.mem);
     free(scratch);
-    return KILN_OK;
+    return st;
+}
+
+kiln_status kiln_matmul_with(const kiln_kernel_table *t, const kiln_tensor *w, const float *x, int64_t n, float *y,
+                             kiln_pool *pool) {
+    return kiln_matmul_many_with(t, 1, &w, x, n, &y, pool);
 }

@@ -202,9 +202,9 @@ static kiln_status layer_forward(kiln_llama *m, int l, int n, int pos) {
     int hd = c->head_dim, q_dim = c->n_head * hd, kv_dim = c->n_head_kv * hd, d = c->n_embd;
     kiln_status st;
     for (int i = 0; i < n; i++) kiln_rmsnorm(m->xn + (size_t)i * d, m->x + (size_t)i * d, L->attn_norm, d, c->norm_eps);
-    if ((st = kiln_matmul(L->wq, m->xn, n, m->q, m->pool)) || (st = kiln_matmul(L->wk, m->xn, n, m->k, m->pool)) ||
-        (st = kiln_matmul(L->wv, m->xn, n, m->v, m->pool)))
-        return st;
+    const kiln_tensor *qkv[] = {L->wq, L->wk, L->wv};
+    float *qkv_out[] = {m->q, m->k, m->v};
+    if ((st = kiln_matmul_many(3, qkv, m->xn, n, qkv_out, m->pool))) return st;
     for (int i = 0; i < n; i++) {
         float *q = m->q + (size_t)i * q_dim, *k = m->k + (size_t)i * kv_dim, *v = m->v + (size_t)i * kv_dim;
         if (L->bq) {
@@ -224,9 +224,9 @@ static kiln_status layer_forward(kiln_llama *m, int l, int n, int pos) {
     kiln_add(m->x, m->xn, (int64_t)n * d);
 
     for (int i = 0; i < n; i++) kiln_rmsnorm(m->xn + (size_t)i * d, m->x + (size_t)i * d, L->ffn_norm, d, c->norm_eps);
-    if ((st = kiln_matmul(L->w_gate, m->xn, n, m->gate, m->pool)) ||
-        (st = kiln_matmul(L->w_up, m->xn, n, m->up, m->pool)))
-        return st;
+    const kiln_tensor *gate_up[] = {L->w_gate, L->w_up};
+    float *gate_up_out[] = {m->gate, m->up};
+    if ((st = kiln_matmul_many(2, gate_up, m->xn, n, gate_up_out, m->pool))) return st;
     kiln_swiglu(m->gate, m->gate, m->up, (int64_t)n * c->n_ff);
     if ((st = kiln_matmul(L->w_down, m->gate, n, m->xn, m->pool))) return st;
     kiln_add(m->x, m->xn, (int64_t)n * d);

@@ -242,30 +242,90 @@ static void test_determinism(void) {
     kiln_pool_free(p3);
 }
 
-/* F32 weights accept any k (no blocks): k % 16 and k % 8 tails. */
+/* Float weights accept any k (no blocks): k % 16 and k % 8 tails, with the micro
+ * kernels (n = 3) and the float prompt GEMM (n = 29: two input groups, the second
+ * short; m = 37: a second panel with 5 rows). */
 static void test_f32_odd_k(void) {
     kiln_rng rng;
     kiln_rng_seed(&rng, 5);
     const kiln_kernel_table *ref = kiln_kernels_table(KILN_ISA_REF);
     for (int64_t k = 1; k <= 41; k += 3) {
         for (size_t ti = 0; ti < 3; ti++) {
-            problem p;
-            problem_make(&p, TYPES[ti], k, 5, 3, &rng);
-            float *yr = out_alloc(15);
-            CHECK_OK(kiln_matmul_with(ref, &p.w, p.x, 3, yr, NULL));
-            for (int l = 1; l < KILN_ISA_COUNT; l++) {
-                const kiln_kernel_table *v = kiln_kernels_table((kiln_isa)l);
-                if (!v) continue;
-                float *y = out_alloc(15);
-                CHECK_OK(kiln_matmul_with(v, &p.w, p.x, 3, y, NULL));
-                CHECK(out_intact(y, 15));
-                CHECK_MSG(nmse(y, yr, 15) <= 1e-6, "%s %s k %lld", v->name, kiln_dtype_name(TYPES[ti]), (long long)k);
-                out_free(y);
+            for (int64_t n = 3; n <= 29; n += 26) {
+                const int64_t m = n == 3 ? 5 : 37, cnt = n * m;
+                problem p;
+                problem_make(&p, TYPES[ti], k, m, n, &rng);
+                float *yr = out_alloc(cnt);
+                CHECK_OK(kiln_matmul_with(ref, &p.w, p.x, n, yr, NULL));
+                for (int l = 1; l < KILN_ISA_COUNT; l++) {
+                    const kiln_kernel_table *v = kiln_kernels_table((kiln_isa)l);
+                    if (!v) continue;
+                    float *y = out_alloc(cnt);
+                    CHECK_OK(kiln_matmul_with(v, &p.w, p.x, n, y, NULL));
+                    CHECK(out_intact(y, cnt));
+                    CHECK_MSG(nmse(y, yr, cnt) <= 1e-6, "%s %s k %lld n %lld", v->name, kiln_dtype_name(TYPES[ti]),
+                              (long long)k, (long long)n);
+                    out_free(y);
+                }
+                out_free(yr);
+                problem_free(&p);
             }
-            out_free(yr);
-            problem_free(&p);
         }
     }
+}
+
+/* kiln_matmul_many: each output has the bits of its own kiln_matmul call, for mixed
+ * weight types (float, integer, K-quant, packed at load) sharing one input, with one
+ * input (weight streams), a few (micro kernels) and a batch (prompt GEMMs), on 1 and
+ * 3 threads; bad arguments are refused. */
+static void test_matmul_many(void) {
+    kiln_rng rng;
+    kiln_rng_seed(&rng, 77);
+    const int64_t k = 512;
+    const kiln_dtype types[4] = {KILN_Q4_0, KILN_F16, KILN_Q4_K, KILN_Q8_0};
+    const int64_t ms[4] = {40, 17, 33, 64};
+    problem p[4];
+    kiln_tensor w[4];
+    void *packed[4] = {0};
+    for (int i = 0; i < 4; i++) {
+        problem_make(&p[i], types[i], k, ms[i], 33, &rng);
+        w[i] = p[i].w;
+        /* Q8_0 as packed at load where this CPU has a layout for it */
+        if (i == 3 && kiln_weight_pack(&p[i].w, &w[i], &packed[i]) != KILN_OK) w[i] = p[i].w;
+    }
+    kiln_pool *pools[2] = {NULL, NULL};
+    CHECK_OK(kiln_pool_create(1, &pools[0]));
+    CHECK_OK(kiln_pool_create(3, &pools[1]));
+    const int64_t ns[3] = {1, 5, 33};
+    for (int pi = 0; pi < 2; pi++)
+        for (int ni = 0; ni < 3; ni++) {
+            const int64_t n = ns[ni];
+            const kiln_tensor *ws[4] = {&w[0], &w[1], &w[2], &w[3]};
+            float *ys[4], *yone[4];
+            for (int i = 0; i < 4; i++) ys[i] = out_alloc(n * ms[i]), yone[i] = out_alloc(n * ms[i]);
+            CHECK_OK(kiln_matmul_many(4, ws, p[0].x, n, ys, pools[pi]));
+            for (int i = 0; i < 4; i++) {
+                CHECK_OK(kiln_matmul(ws[i], p[0].x, n, yone[i], pools[pi]));
+                CHECK(out_intact(ys[i], n * ms[i]));
+                CHECK_MSG(memcmp(ys[i], yone[i], sizeof(float) * (size_t)(n * ms[i])) == 0,
+                          "matmul_many %s n %lld: differs from its own call", kiln_dtype_name(ws[i]->type),
+                          (long long)n);
+                out_free(ys[i]), out_free(yone[i]);
+            }
+        }
+    /* refused: no weights, too many, widths that differ */
+    const kiln_tensor *ws[5] = {&w[0], &w[1], &w[2], &w[3], &w[0]};
+    float y[64 * 5], *ys[5] = {y, y, y, y, y};
+    CHECK(kiln_matmul_many(0, ws, p[0].x, 1, ys, NULL) == KILN_ERR_INVALID_ARG);
+    CHECK(kiln_matmul_many(5, ws, p[0].x, 1, ys, NULL) == KILN_ERR_INVALID_ARG);
+    problem narrow;
+    problem_make(&narrow, KILN_F32, 256, 3, 1, &rng);
+    const kiln_tensor *mixed[2] = {&w[1], &narrow.w};
+    CHECK(kiln_matmul_many(2, mixed, p[0].x, 1, ys, NULL) == KILN_ERR_INVALID_ARG);
+    problem_free(&narrow);
+    for (int i = 0; i < 4; i++) free(packed[i]), problem_free(&p[i]);
+    kiln_pool_free(pools[0]);
+    kiln_pool_free(pools[1]);
 }
 
 /* Rows further apart than their size (a view into a larger matrix). */
@@ -350,6 +410,7 @@ int main(void) {
     test_variants();
     test_determinism();
     test_f32_odd_k();
+    test_matmul_many();
     test_strided_rows();
     test_misaligned();
     test_errors();

@@ -483,6 +483,7 @@ void kiln_kernels_fill_avx512(kiln_kernel_table *t) {
     kiln_avx512_fill_legacy(t);
     kiln_avx512_fill_kquants(t);
     kiln_avx512_fill_klow(t);
+    kiln_avx512_fill_gemmf(t);
     t->quant_act = quant_act;
     t->gemm16 = gemm16;
     t->gemm_x16 = gemm_x16;
