@@ -179,11 +179,14 @@ static void mm_task_gemmf(void *ctx, int64_t t) {
 }
 
 /* With one input a matmul is a weight stream; a task then reads one contiguous run
- * of about this many bytes. Long runs are what lets the hardware prefetchers keep
- * enough lines in flight: on Zen 5 (2 threads, 71 GB/s read bandwidth) TinyLlama
- * generation went from 62 to 70-88 tok/s (Q4_0) and 18 to 21-23 (F16) going from 64 KiB
- * to 256 KiB runs, with no gain further up. At least 8 tasks remain for balance. */
-#define STREAM_TASK_BYTES (256u << 10)
+ * of about this many bytes (packed weights; other types). Long runs are what lets the
+ * hardware prefetchers keep enough lines in flight: on Zen 5 (2 threads, 71 GB/s read
+ * bandwidth) TinyLlama generation went from 62 to 70-88 tok/s (Q4_0) going from 64 KiB
+ * to 256 KiB runs, with no gain further up; F16 matrix-vector products from DRAM kept
+ * gaining up to 1 MiB (54 -> 61 GB/s; TinyLlama F16 24 -> 25.7 tok/s). At least 8 tasks
+ * remain for balance. */
+#define STREAM_TASK_BYTES_PACKED (256u << 10)
+#define STREAM_TASK_BYTES (1024u << 10)
 
 /* Rows per task: with one input, STREAM_TASK_BYTES of weights; with several, as many
  * rows as keep ~128 KiB of weights in L2; never so many that fewer than 8 tasks remain
@@ -308,9 +311,9 @@ static kiln_status plan_x16(const kiln_kernel_table *t, const kiln_tensor *w, co
                        : w->type == KILN_Q4_0_X16 ? KILN_X16_Q4_0_BLOCK
                                                   : KILN_X16_Q8_0_BLOCK;
     /* About 256 KiB of contiguous packed weights per task, at least 8 tasks for balance:
-     * with one input a long run for the prefetchers (STREAM_TASK_BYTES), with several a
-     * chunk reused from L2 for every input. */
-    int64_t per = (int64_t)(STREAM_TASK_BYTES / ((size_t)nb * bsz));
+     * with one input a long run for the prefetchers, with several a chunk reused from L2
+     * for every input. */
+    int64_t per = (int64_t)(STREAM_TASK_BYTES_PACKED / ((size_t)nb * bsz));
     if (per < 1) per = 1;
     if (per > (groups + 7) / 8) per = (groups + 7) / 8 > 0 ? (groups + 7) / 8 : 1;
     p->job.x16 = (x16_job){t, w->type, w->data, (size_t)nb * bsz, per, nb, m, n, NULL, y};

@@ -9,9 +9,10 @@
  *
  * Per output element the order of operations is fixed by k alone (see
  * kernels_impl.h): 16-lane accumulation, then _mm512_reduce_add_ps.
- *   F32/F16/BF16: acc += w[j..j+16) * x[j..j+16) (FMA), masked loads for the tail.
- *     F16 converts with vcvtph2ps, BF16 by a 16-bit shift: both exact, so the
- *     only difference from the reference is the summation order.
+ *   F32/F16/BF16: acc[p] += w[j..j+16) * x[j..j+16) (FMA) with p alternating 0, 1
+ *     over the 16-element steps, masked loads for the tail, then acc[0] + acc[1] is
+ *     reduced. F16 converts with vcvtph2ps, BF16 by a 16-bit shift: both exact, so
+ *     the only difference from the reference is the summation order.
  *   Q8_0/Q4_0: two blocks per step. vpdpbusd multiplies unsigned by signed bytes,
  *     so the weight quants are made unsigned by an offset (q + 128 for Q8_0; the
  *     raw nibble q + 8 for Q4_0) and the offset's contribution is removed exactly
@@ -46,9 +47,12 @@ INLINE __m512 load_wf(int kind, const uint8_t *row, int64_t j, __mmask16 m) {
     }
 }
 
+/* Inputs per float tile: 4 rows x 2 inputs x 2 partial sums = 16 accumulators. */
+#define FLOAT_NC 2
+
 /* One step: 16 elements from j (fewer under mask m) for every row and input. */
 INLINE void float_step(int kind, int NR, int NC, const uint8_t *w, size_t ws, const float *x, size_t xs, int64_t j,
-                       __mmask16 m, __m512 acc[KILN_MR][KILN_MC]) {
+                       __mmask16 m, __m512 acc[KILN_MR][FLOAT_NC]) {
     __m512 wv[KILN_MR];
     UNROLL for (int r = 0; r < NR; r++) wv[r] = load_wf(kind, w + (size_t)r * ws, j, m);
     UNROLL for (int c = 0; c < NC; c++) {
@@ -57,16 +61,30 @@ INLINE void float_step(int kind, int NR, int NC, const uint8_t *w, size_t ws, co
     }
 }
 
+/* Two partial sums per output: even 16-element steps into p = 0, odd ones into p = 1,
+ * added before the final reduction. That halves the chain of dependent FMAs, which
+ * otherwise caps one row's stream at 64 bytes of F16 per FMA latency. */
 INLINE void tile_float(int kind, int NR, int NC, int64_t k, const uint8_t *w, size_t ws, const float *x, size_t xs,
                        float *y, size_t ldy) {
-    __m512 acc[KILN_MR][KILN_MC];
-    UNROLL for (int r = 0; r < NR; r++)
-        UNROLL for (int c = 0; c < NC; c++) acc[r][c] = _mm512_setzero_ps();
+    __m512 acc[2][KILN_MR][FLOAT_NC];
+    UNROLL for (int p = 0; p < 2; p++)
+        UNROLL for (int r = 0; r < NR; r++)
+            UNROLL for (int c = 0; c < NC; c++) acc[p][r][c] = _mm512_setzero_ps();
     int64_t j = 0;
-    for (; j + 16 <= k; j += 16) float_step(kind, NR, NC, w, ws, x, xs, j, 0xffff, acc);
-    if (j < k) float_step(kind, NR, NC, w, ws, x, xs, j, (__mmask16)((1u << (k - j)) - 1), acc);
+    for (; j + 32 <= k; j += 32) {
+        float_step(kind, NR, NC, w, ws, x, xs, j, 0xffff, acc[0]);
+        float_step(kind, NR, NC, w, ws, x, xs, j + 16, 0xffff, acc[1]);
+    }
+    if (j + 16 <= k) {
+        float_step(kind, NR, NC, w, ws, x, xs, j, 0xffff, acc[0]);
+        j += 16;
+        if (j < k) float_step(kind, NR, NC, w, ws, x, xs, j, (__mmask16)((1u << (k - j)) - 1), acc[1]);
+    } else if (j < k) {
+        float_step(kind, NR, NC, w, ws, x, xs, j, (__mmask16)((1u << (k - j)) - 1), acc[0]);
+    }
     UNROLL for (int c = 0; c < NC; c++)
-        UNROLL for (int r = 0; r < NR; r++) y[(size_t)c * ldy + (size_t)r] = _mm512_reduce_add_ps(acc[r][c]);
+        UNROLL for (int r = 0; r < NR; r++)
+            y[(size_t)c * ldy + (size_t)r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[0][r][c], acc[1][r][c]));
 }
 
 /* ---- Q8_0 / Q4_0 weights x Q8_0 activations --------------------------------- */
@@ -175,7 +193,15 @@ INLINE void tile_quant(int kind, int NR, int NC, int64_t k, const uint8_t *w, si
     case 3: CASES_NC(CALL, K, 3); break;   \
     default: CASES_NC(CALL, K, 4); break;  \
     }
-#define CALL_F(K, R, C) tile_float(K, R, C, k, w, ws, x->f + (size_t)i0 * x->f_stride, x->f_stride, y, ldy)
+#define CALL_F(K, R, C) \
+    tile_float(K, R, C, k, w, ws, x->f + (size_t)(i0 + c0) * x->f_stride, x->f_stride, y + (size_t)c0 * ldy, ldy)
+#define CASES_F(K)                                                     \
+    switch (nr) {                                                      \
+    case 1: if (n2 == 1) CALL_F(K, 1, 1); else CALL_F(K, 1, 2); break; \
+    case 2: if (n2 == 1) CALL_F(K, 2, 1); else CALL_F(K, 2, 2); break; \
+    case 3: if (n2 == 1) CALL_F(K, 3, 1); else CALL_F(K, 3, 2); break; \
+    default: if (n2 == 1) CALL_F(K, 4, 1); else CALL_F(K, 4, 2); break; \
+    }
 #define CALL_Q(K, R, C) tile_quant(K, R, C, k, w, ws, x, i0, y, ldy)
 
 /* One kiln_mm_fn per weight type; nr, nc select a constant-size tile. */
@@ -187,7 +213,7 @@ INLINE void tile_quant(int kind, int NR, int NC, int64_t k, const uint8_t *w, si
 
 /* Float weights, one input: one row after the other, so each thread reads one
  * sequential stream (faster from DRAM than four interleaved ones); same per-element
- * arithmetic as the 4-row tile. */
+ * arithmetic as the 4-row tiles, which take FLOAT_NC inputs at a time. */
 #define DEFINE_MM_F(name, K)                                                                             \
     static void name(int64_t k, const void *w, size_t ws, int nr, const kiln_act *x, int64_t i0, int nc, \
                      float *y, size_t ldy) {                                                             \
@@ -197,7 +223,10 @@ INLINE void tile_quant(int kind, int NR, int NC, int64_t k, const uint8_t *w, si
                            x->f + (size_t)i0 * x->f_stride, x->f_stride, y + r, ldy);                    \
             return;                                                                                      \
         }                                                                                                \
-        CASES(CALL_F, K)                                                                                 \
+        for (int c0 = 0; c0 < nc; c0 += FLOAT_NC) {                                                      \
+            const int n2 = nc - c0 < FLOAT_NC ? nc - c0 : FLOAT_NC;                                      \
+            CASES_F(K)                                                                                   \
+        }                                                                                                \
     }
 DEFINE_MM_F(mm_f32, K_F32)
 DEFINE_MM_F(mm_f16, K_F16)
