@@ -99,7 +99,13 @@ void kiln_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps
     kiln_kernels_current()->rmsnorm(y, x, w, n, eps);
 }
 
+void kiln_layernorm(float *y, const float *x, const float *w, const float *b, int64_t n, float eps) {
+    kiln_kernels_current()->layernorm(y, x, w, b, n, eps);
+}
+
 void kiln_softmax(float *x, int64_t n) { kiln_kernels_current()->softmax(x, n); }
+
+void kiln_gelu(float *x, int64_t n, bool tanh_approx) { kiln_kernels_current()->gelu(x, n, tanh_approx); }
 
 void kiln_swiglu(float *out, const float *gate, const float *up, int64_t n) {
     kiln_kernels_current()->swiglu(out, gate, up, n);

@@ -70,6 +70,13 @@ void kiln_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps
 void kiln_rope(float *x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int64_t pos, const float *freq,
                bool neox);
 
+/* y = (x - mean(x)) / sqrt(var(x) + eps) * w + b over n elements (y may alias x):
+ * LayerNorm as BERT uses it (biased variance). */
+void kiln_layernorm(float *y, const float *x, const float *w, const float *b, int64_t n, float eps);
+/* x = gelu(x) in place over n elements: x·Φ(x) with the exact normal CDF, or with
+ * tanh_approx the tanh form 0.5x(1 + tanh(√(2/π)(x + 0.044715x³))) ("gelu_new"). */
+void kiln_gelu(float *x, int64_t n, bool tanh_approx);
+
 /* x = softmax(x) over n elements, computed stably (max subtracted). */
 void kiln_softmax(float *x, int64_t n);
 /* out = silu(gate) * up over n elements (out may alias gate or up). */

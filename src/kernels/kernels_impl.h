@@ -151,7 +151,9 @@ typedef struct {
     void (*axpy)(float *y, float a, const float *x, int64_t n);
     void (*add)(float *y, const float *x, int64_t n);
     void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
+    void (*layernorm)(float *y, const float *x, const float *w, const float *b, int64_t n, float eps);
     void (*softmax)(float *x, int64_t n);
+    void (*gelu)(float *x, int64_t n, bool tanh_approx);
     void (*swiglu)(float *out, const float *gate, const float *up, int64_t n);
     void (*attention)(const float *q, size_t q_stride, int64_t n_q, const float *k, const float *v, size_t kv_stride,
                       int64_t n_kv0, int64_t hd, float scale, float *out, size_t out_stride, float *scratch);
@@ -208,7 +210,9 @@ float kiln_ref_dot(const float *a, const float *b, int64_t n);
 void kiln_ref_axpy(float *y, float a, const float *x, int64_t n);
 void kiln_ref_add(float *y, const float *x, int64_t n);
 void kiln_ref_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
+void kiln_ref_layernorm(float *y, const float *x, const float *w, const float *b, int64_t n, float eps);
 void kiln_ref_softmax(float *x, int64_t n);
+void kiln_ref_gelu(float *x, int64_t n, bool tanh_approx);
 void kiln_ref_swiglu(float *out, const float *gate, const float *up, int64_t n);
 void kiln_ref_attention(const float *q, size_t q_stride, int64_t n_q, const float *k, const float *v, size_t kv_stride,
                         int64_t n_kv0, int64_t hd, float scale, float *out, size_t out_stride, float *scratch);

@@ -1,6 +1,6 @@
 /*
- * test_ops.c — the element-wise and reduction ops (rope, rmsnorm, softmax, swiglu,
- * add, dot, axpy) against formulas evaluated in double, for the reference and
+ * test_ops.c — the element-wise and reduction ops (rope, rmsnorm, layernorm, softmax,
+ * swiglu, gelu, add, dot, axpy) against formulas evaluated in double, for the reference and
  * every SIMD variant, at lengths 1..67 (every tail) and 4096, with sentinels
  * around outputs and aliasing where the API allows it.
  *
@@ -107,6 +107,61 @@ static void test_elementwise(const kiln_kernel_table *t) {
     }
 }
 
+/* layernorm vs double (biased variance, as BERT), out of place and in place, with an
+ * offset mean (cancellation in the variance); gelu, exact (erf) and tanh forms, vs
+ * double over a wide range including large |x| (both tails) and 0. Tolerance 1e-5
+ * relative (2e-5 for gelu's negative side, where x·Φ(x) is a small product of a large
+ * x and a tiny Φ) plus 1e-30 absolute. */
+static void test_layernorm_gelu(const kiln_kernel_table *t) {
+    for (int li = 0; li < NLENS; li++) {
+        const int64_t n = LENS[li];
+        float *a = buf_alloc(n), *b = buf_alloc(n), *y = buf_alloc(n), *w = buf_alloc(n);
+        for (int64_t i = 0; i < n; i++) a[i] = 10.0f + frand(3.0f), b[i] = frand(1.0f), w[i] = frand(2.0f);
+        double s = 0, ss = 0;
+        for (int64_t i = 0; i < n; i++) s += a[i];
+        const double mean = s / (double)n;
+        for (int64_t i = 0; i < n; i++) ss += (a[i] - mean) * (a[i] - mean);
+        const double inv = 1.0 / sqrt(ss / (double)n + 1e-12);
+        t->layernorm(y, a, w, b, n, 1e-12f);
+        bool ok = buf_intact(y, n);
+        for (int64_t i = 0; i < n; i++) {
+            const double want = (a[i] - mean) * inv * w[i] + b[i];
+            /* relative to the size of the normalized term, not of a result near 0 */
+            ok = ok && fabs(y[i] - want) <= 1e-5 * (fabs((a[i] - mean) * inv * w[i]) + fabs(b[i])) + 1e-6;
+        }
+        CHECK_MSG(ok, "%s layernorm n %lld", t->name, (long long)n);
+        float *ycopy = malloc(sizeof(float) * (size_t)n);
+        memcpy(ycopy, y, sizeof(float) * (size_t)n);
+        memcpy(y, a, sizeof(float) * (size_t)n);
+        t->layernorm(y, y, w, b, n, 1e-12f);
+        CHECK_MSG(memcmp(y, ycopy, sizeof(float) * (size_t)n) == 0, "%s layernorm in place n %lld", t->name,
+                  (long long)n);
+        free(ycopy);
+
+        for (int tanh_form = 0; tanh_form < 2; tanh_form++) {
+            for (int64_t i = 0; i < n; i++) a[i] = i % 13 == 6 ? frand(40.0f) : i % 17 == 3 ? 0.0f : frand(6.0f);
+            memcpy(y, a, sizeof(float) * (size_t)n);
+            t->gelu(y, n, tanh_form);
+            ok = buf_intact(y, n);
+            for (int64_t i = 0; i < n; i++) {
+                const double v = a[i];
+                /* 0.5 v (1 + tanh(a)) written as v · sigmoid(2a): no cancellation for v < 0 */
+                const double a2 = 2.0 * 0.7978845608028654 * (v + 0.044715 * v * v * v);
+                const double want = tanh_form ? v / (1.0 + exp(-a2)) : 0.5 * v * erfc(-v / sqrt(2.0));
+                const double tol = v < 0 ? 2e-5 : 1e-5;
+                ok = ok && fabs(y[i] - want) <= tol * fabs(want) + 1e-30;
+                if (!ok) {
+                    printf("%s gelu(%s) n %lld: x %.9g got %.9g want %.9g\n", t->name, tanh_form ? "tanh" : "erf",
+                           (long long)n, v, y[i], want);
+                    break;
+                }
+            }
+            CHECK_MSG(ok, "%s gelu tanh=%d n %lld", t->name, tanh_form, (long long)n);
+        }
+        buf_free(a), buf_free(b), buf_free(y), buf_free(w);
+    }
+}
+
 static void check_softmax(const kiln_kernel_table *t, const float *in, int64_t n, const char *what) {
     float *x = buf_alloc(n);
     memcpy(x, in, sizeof(float) * (size_t)n);
@@ -193,6 +248,7 @@ int main(void) {
             continue;
         }
         test_elementwise(t);
+        test_layernorm_gelu(t);
         test_softmax(t);
     }
     test_rope();
@@ -203,5 +259,11 @@ int main(void) {
     CHECK(a[0] == 5 && a[2] == 9);
     kiln_axpy(a, 2.0f, b, 3);
     CHECK(a[0] == 13 && a[2] == 21);
+    float ln[3] = {1, 2, 3}, one[3] = {1, 1, 1}, zero[3] = {0, 0, 0};
+    kiln_layernorm(ln, ln, one, zero, 3, 0.0f); /* mean 2, variance 2/3 */
+    CHECK(fabsf(ln[0] + 1.2247449f) < 1e-6f && ln[1] == 0.0f && fabsf(ln[2] - 1.2247449f) < 1e-6f);
+    float g[2] = {0.0f, 1.0f};
+    kiln_gelu(g, 2, false);
+    CHECK(g[0] == 0.0f && fabsf(g[1] - 0.8413447f) < 1e-6f);
     TEST_MAIN_END();
 }

@@ -124,7 +124,9 @@ void kiln_kernels_fill_ref(kiln_kernel_table *t) {
     t->axpy = kiln_ref_axpy;
     t->add = kiln_ref_add;
     t->rmsnorm = kiln_ref_rmsnorm;
+    t->layernorm = kiln_ref_layernorm;
     t->softmax = kiln_ref_softmax;
+    t->gelu = kiln_ref_gelu;
     t->swiglu = kiln_ref_swiglu;
     t->attention = kiln_ref_attention;
 }

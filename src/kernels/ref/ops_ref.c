@@ -1,6 +1,6 @@
 /*
  * ops_ref.c — reference element-wise and reduction ops: dot, axpy, add, rmsnorm,
- * softmax, swiglu, and rope (which has no SIMD variant: it touches each value once
+ * layernorm, softmax, swiglu, gelu, and rope (which has no SIMD variant: it touches each value once
  * and its cost is in cosf/sinf, computed once per pair for all heads).
  *
  * Reductions whose result scales a whole vector (rmsnorm's mean square, softmax's
@@ -31,6 +31,29 @@ void kiln_ref_rmsnorm(float *y, const float *x, const float *w, int64_t n, float
     for (int64_t i = 0; i < n; i++) ss += (double)x[i] * (double)x[i];
     const float scale = 1.0f / sqrtf((float)(ss / (double)n) + eps);
     for (int64_t i = 0; i < n; i++) y[i] = (x[i] * scale) * w[i];
+}
+
+void kiln_ref_layernorm(float *y, const float *x, const float *w, const float *b, int64_t n, float eps) {
+    if (n <= 0) return;
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) s += x[i];
+    const double mean = s / (double)n;
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++) ss += ((double)x[i] - mean) * ((double)x[i] - mean);
+    const float scale = 1.0f / sqrtf((float)(ss / (double)n) + eps), m = (float)mean;
+    for (int64_t i = 0; i < n; i++) y[i] = (x[i] - m) * scale * w[i] + b[i];
+}
+
+/* GELU with the exact normal CDF, written with erfc so that the negative side, where
+ * 1 + erf(x/√2) would cancel, keeps its relative precision. */
+void kiln_ref_gelu(float *x, int64_t n, bool tanh_approx) {
+    for (int64_t i = 0; i < n; i++) {
+        const float v = x[i];
+        if (tanh_approx) /* 0.5 v (1 + tanh(a)) = v · sigmoid(2a) */
+            x[i] = v / (1.0f + expf(-2.0f * 0.7978845608f * (v + 0.044715f * v * v * v)));
+        else
+            x[i] = 0.5f * v * erfcf(-v * 0.70710678118654752f);
+    }
 }
 
 void kiln_ref_softmax(float *x, int64_t n) {

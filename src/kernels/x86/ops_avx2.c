@@ -1,6 +1,6 @@
 /*
  * ops_avx2.c — AVX2 + FMA element-wise and reduction ops: dot, axpy, add, rmsnorm,
- * softmax, swiglu. Vector loops over 8 lanes; the n % 8 tail goes through the
+ * layernorm, softmax, swiglu, gelu. Vector loops over 8 lanes; the n % 8 tail goes through the
  * same vector code on zero-padded copies (so tails add no rounding of their own)
  * or, where the op is element-wise and exact in scalar form, through the
  * reference.
@@ -8,7 +8,8 @@
  * How they differ from the reference (ops_ref.c), which the tests bound: dot and
  * axpy fuse multiply-add and reorder the sums; rmsnorm and softmax keep their sums
  * in double like the reference but in another order; softmax and swiglu use the
- * polynomial exp below (about 2 ulp) instead of libm's expf; add is identical.
+ * polynomial exp below (about 2 ulp) instead of libm's expf; layernorm keeps its sums
+ * in double; gelu's erfc is the fit below (relative error under 6e-7); add is identical.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -90,6 +91,74 @@ static void rmsnorm(float *y, const float *x, const float *w, int64_t n, float e
     for (i = 0; i + 8 <= n; i += 8)
         _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), sv), _mm256_loadu_ps(w + i)));
     for (; i < n; i++) y[i] = (x[i] * scale) * w[i];
+}
+
+static void layernorm(float *y, const float *x, const float *w, const float *b, int64_t n, float eps) {
+    if (n <= 0) return;
+    __m256d s4 = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) s4 = _mm256_add_pd(s4, _mm256_cvtps_pd(_mm_loadu_ps(x + i)));
+    double s = hsum4d(s4);
+    for (; i < n; i++) s += x[i];
+    const double mean = s / (double)n;
+    const __m256d m4 = _mm256_set1_pd(mean);
+    __m256d ss4 = _mm256_setzero_pd();
+    for (i = 0; i + 4 <= n; i += 4) {
+        const __m256d d = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i)), m4);
+        ss4 = _mm256_fmadd_pd(d, d, ss4);
+    }
+    double ss = hsum4d(ss4);
+    for (; i < n; i++) ss += ((double)x[i] - mean) * ((double)x[i] - mean);
+    const float scale = 1.0f / sqrtf((float)(ss / (double)n) + eps), mf = (float)mean;
+    const __m256 sv = _mm256_set1_ps(scale), mv = _mm256_set1_ps(mf);
+    for (i = 0; i + 8 <= n; i += 8) {
+        const __m256 c = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv), sv);
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(c, _mm256_loadu_ps(w + i), _mm256_loadu_ps(b + i)));
+    }
+    for (; i < n; i++) y[i] = fmaf((x[i] - mf) * scale, w[i], b[i]);
+}
+
+/* erfc(u) for u >= 0 as t·exp(-u² + P(t)), t = 1/(1 + u/2): P is a degree-9
+ * Chebyshev fit of ln(erfc(u)/t) + u² over u in [0, 10] (made with numpy for
+ * kiln; evaluated in float its relative error stays under 6e-7 up to u = 9). */
+static inline __m256 erfc256(__m256 u) {
+    static const float c[10] = {-1.2654815912246704f, 0.9994024634361267f,  0.37923115491867065f,
+                                0.07404769957065582f, -0.1270267814397812f, 0.18495039641857147f,
+                                -1.0460398197174072f, 1.4415382146835327f,  -0.8111997246742249f,
+                                0.17057833075523376f};
+    const __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(u, _mm256_set1_ps(0.5f), _mm256_set1_ps(1.0f)));
+    __m256 p = _mm256_set1_ps(c[9]);
+    for (int k = 8; k >= 0; k--) p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(c[k]));
+    return _mm256_mul_ps(t, exp256(_mm256_fnmadd_ps(u, u, p)));
+}
+
+static void gelu(float *x, int64_t n, bool tanh_approx) {
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t i = 0; i < n; i += 8) {
+        const int64_t left = n - i < 8 ? n - i : 8;
+        const __m256 v = left == 8 ? _mm256_loadu_ps(x + i) : load_tail(x + i, left);
+        __m256 o;
+        if (tanh_approx) { /* v · sigmoid(2a), a = √(2/π)(v + 0.044715 v³) */
+            const __m256 v3 = _mm256_mul_ps(_mm256_mul_ps(v, v), v);
+            const __m256 a = _mm256_mul_ps(_mm256_set1_ps(-2.0f * 0.7978845608f),
+                                           _mm256_fmadd_ps(v3, _mm256_set1_ps(0.044715f), v));
+            o = _mm256_div_ps(v, _mm256_add_ps(one, exp256(a)));
+        } else { /* Φ(v) = erfc(-v/√2)/2: for v < 0 directly, for v >= 0 as 1 - erfc(v/√2)/2 */
+            const __m256 u = _mm256_andnot_ps(sign, _mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f)));
+            const __m256 e = _mm256_mul_ps(half, erfc256(_mm256_min_ps(u, _mm256_set1_ps(10.0f))));
+            const __m256 neg = _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ);
+            const __m256 phi = _mm256_blendv_ps(_mm256_sub_ps(one, e), e, neg);
+            o = _mm256_mul_ps(v, phi);
+        }
+        if (left == 8) {
+            _mm256_storeu_ps(x + i, o);
+        } else {
+            float buf[8];
+            _mm256_storeu_ps(buf, o);
+            memcpy(x + i, buf, (size_t)left * sizeof(float));
+        }
+    }
 }
 
 static void softmax(float *x, int64_t n) {
@@ -207,6 +276,8 @@ void kiln_avx2_fill_ops(kiln_kernel_table *t) {
     t->axpy = axpy;
     t->add = add;
     t->rmsnorm = rmsnorm;
+    t->layernorm = layernorm;
     t->softmax = softmax;
     t->swiglu = swiglu;
+    t->gelu = gelu;
 }
