@@ -403,6 +403,16 @@ INLINE void x16_q4k_tile(int NC, int64_t nsb, const uint8_t *g, int nr, const ki
     tile_store(NC, &in, nr, y, ldy);
 }
 
+/* Bits 2h, 2h+1 of every byte of v at bits 4, 5 (other bits: anything). */
+INLINE __m512i shift_pair(__m512i v, int h) {
+    switch (h) {
+    case 0: return _mm512_slli_epi16(v, 4);
+    case 1: return _mm512_slli_epi16(v, 2);
+    case 2: return v;
+    default: return _mm512_srli_epi16(v, 2);
+    }
+}
+
 /* Q6_K packed (pack.c): unsigned q + 32 per element; per block of 32 two sub-blocks
  * of 16 with their own int8 scales; per output element and sub-block, in order:
  *   acc = fma(float(isum), (d * sc) * d_x, acc), the lanes starting at
@@ -415,7 +425,7 @@ INLINE void x16_q6k_tile(int NC, int64_t nsb, const uint8_t *g, int nr, const ki
     const int8_t *const *xq = in.xq;
     const float *const *xd = in.xd;
     const int16_t *const *xs = in.xs;
-    const __m512i lo4 = _mm512_set1_epi8(0x0f), two = _mm512_set1_epi8(0x03);
+    const __m512i lo4 = _mm512_set1_epi8(0x0f), hi2 = _mm512_set1_epi8(0x30);
     for (int64_t sb = 0; sb < nsb; sb++) {
         const uint8_t *blk = g + (size_t)sb * KILN_X16_Q6_K_BLOCK;
         const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)blk));
@@ -429,10 +439,12 @@ INLINE void x16_q6k_tile(int NC, int64_t nsb, const uint8_t *g, int nr, const ki
             const __m512i h0 = _mm512_loadu_si512((const void *)hi), h1 = _mm512_loadu_si512((const void *)(hi + 64));
             UNROLL for (int h = 0; h < 4; h++) {
                 const __m512i v = _mm512_loadu_si512((const void *)(lo + h * 64));
-                const __m512i a = _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(h0, 2 * h), two), 4);
-                const __m512i b = _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(h1, 2 * h), two), 4);
-                wv[h] = _mm512_or_si512(_mm512_and_si512(v, lo4), a);
-                wv[h + 4] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), lo4), b);
+                /* bit pair h of each byte moved to bits 4-5 by one 16-bit shift (bits 4-5 of
+                 * a byte come from the same byte for shifts of 4 left .. 2 right) */
+                const __m512i a = _mm512_and_si512(shift_pair(h0, h), hi2), b = _mm512_and_si512(shift_pair(h1, h), hi2);
+                /* (v & 0x0f) | a and ((v >> 4) & 0x0f) | b, one vpternlogd each (0xEC: A & C | B) */
+                wv[h] = _mm512_ternarylogic_epi32(v, a, lo4, 0xEC);
+                wv[h + 4] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(v, 4), b, lo4, 0xEC);
             }
             const int64_t b = sb * 8 + bb;
             UNROLL for (int c = 0; c < NC; c++) {

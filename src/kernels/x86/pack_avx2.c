@@ -150,13 +150,23 @@ INLINE void tile_q4k(int NC, int64_t nsb, const uint8_t *g, int half, int nr, co
     tile_store(NC, &t, nr, y, ldy);
 }
 
+/* Bits 2h, 2h+1 of every byte of v at bits 4, 5 (other bits: anything). */
+INLINE __m256i shift_pair(__m256i v, int h) {
+    switch (h) {
+    case 0: return _mm256_slli_epi16(v, 4);
+    case 1: return _mm256_slli_epi16(v, 2);
+    case 2: return v;
+    default: return _mm256_srli_epi16(v, 2);
+    }
+}
+
 /* Q6_K: q + 32 per element, two sub-blocks of 16 per block of 32, each with its own
  * int8 scale; the lanes start at -32 * (the input's 16-element sum). */
 INLINE void tile_q6k(int NC, int64_t nsb, const uint8_t *g, int half, int nr, const kiln_act *x, int64_t i0, float *y,
                      size_t ldy) {
     tile_in t;
     tile_init(NC, &t, x, i0);
-    const __m256i lo4 = _mm256_set1_epi8(0x0f), two = _mm256_set1_epi8(0x03), ones = _mm256_set1_epi16(1);
+    const __m256i lo4 = _mm256_set1_epi8(0x0f), hi2 = _mm256_set1_epi8(0x30), ones = _mm256_set1_epi16(1);
     for (int64_t sb = 0; sb < nsb; sb++) {
         const uint8_t *blk = g + (size_t)sb * KILN_X16_Q6_K_BLOCK;
         const __m256 d = half8(blk + half * 16);
@@ -177,8 +187,10 @@ INLINE void tile_q6k(int NC, int64_t nsb, const uint8_t *g, int half, int nr, co
             }
             UNROLL for (int h = 0; h < 4; h++) {
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(lo + h * 64));
-                const __m256i a = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h0, 2 * h), two), 4);
-                const __m256i c1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h1, 2 * h), two), 4);
+                /* bit pair h of each byte at bits 4-5 by one 16-bit shift (bits 4-5 of a byte
+                 * come from the same byte for shifts of 4 left .. 2 right), then masked */
+                const __m256i a = _mm256_and_si256(shift_pair(h0, h), hi2);
+                const __m256i c1 = _mm256_and_si256(shift_pair(h1, h), hi2);
                 const __m256i wa = _mm256_or_si256(_mm256_and_si256(v, lo4), a);
                 const __m256i wb = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), lo4), c1);
                 UNROLL for (int c = 0; c < NC; c++) {
