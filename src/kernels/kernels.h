@@ -44,8 +44,8 @@ kiln_status kiln_matmul_many(int count, const kiln_tensor *const *w, const float
                              kiln_pool *pool);
 
 /* Repacks a 2-D weight matrix into the layout the fastest kernels of this CPU read
- * directly for every batch size (16 rows interleaved; Q4_0, Q8_0, Q4_K, Q6_K on AVX2 and AVX-512), if
- * there is one: fills *out (type KILN_Q4_0_X16 / KILN_Q8_0_X16, same ne) and *mem
+ * directly for every batch size (16 rows interleaved; Q4_0, Q8_0, Q4_K, Q6_K on AVX2 and AVX-512,
+ * Q5_0 on AVX-512), if there is one: fills *out (type KILN_*_X16, same ne) and *mem
  * (the packed bytes: free() it after the tensor's last use) and returns KILN_OK.
  * Returns KILN_ERR_UNSUPPORTED when no packing applies (use w as it is), KILN_ERR_NOMEM.
  * kiln_matmul gives packed and unpacked weights the same results up to float

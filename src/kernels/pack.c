@@ -100,10 +100,12 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
     *mem = NULL;
     const kiln_kernel_table *t = kiln_kernels_current();
     if (!t->gemm_x16 || !w ||
-        (w->type != KILN_Q4_0 && w->type != KILN_Q8_0 && w->type != KILN_Q4_K && w->type != KILN_Q6_K) ||
+        (w->type != KILN_Q4_0 && w->type != KILN_Q8_0 && w->type != KILN_Q4_K && w->type != KILN_Q6_K &&
+         (w->type != KILN_Q5_0 || !t->x16_q5_0)) ||
         w->ne[2] != 1 || w->ne[3] != 1)
         return KILN_ERR_UNSUPPORTED;
     const bool q4 = w->type == KILN_Q4_0, q4k = w->type == KILN_Q4_K, q6k = w->type == KILN_Q6_K;
+    const bool q5 = w->type == KILN_Q5_0;
     const int64_t k = w->ne[0], m = w->ne[1];
     size_t row_bytes;
     if (k <= 0 || m <= 0 || !kiln_dtype_row_bytes(w->type, k, &row_bytes) || w->nb[1] < row_bytes || !w->data)
@@ -112,6 +114,7 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
     const size_t bsz = q6k   ? KILN_X16_Q6_K_BLOCK
                        : q4k ? KILN_X16_Q4_K_BLOCK
                        : q4  ? KILN_X16_Q4_0_BLOCK
+                       : q5  ? KILN_X16_Q5_0_BLOCK
                              : KILN_X16_Q8_0_BLOCK;
     size_t total;
     if (!kiln_mul_ok((size_t)groups * (size_t)nb, bsz, &total))
@@ -134,6 +137,17 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
                 const uint8_t *s = row + (size_t)b * sizeof(kiln_block_q4_0);
                 memcpy(blk + 2 * lane, s, 2);
                 for (int h = 0; h < 4; h++) memcpy(blk + 32 + h * 64 + lane * 4, s + 2 + 4 * h, 4);
+            } else if (q5) { /* d, qh (bit j: fifth bit of element j), nibbles as Q4_0 */
+                const kiln_block_q5_0 *s = (const kiln_block_q5_0 *)(const void *)(row + (size_t)b * sizeof *s);
+                memcpy(blk + 2 * lane, &s->d, 2);
+                for (int h = 0; h < 4; h++) memcpy(blk + 32 + h * 64 + lane * 4, s->qs + 4 * h, 4);
+                uint32_t qh;
+                memcpy(&qh, s->qh, 4);
+                for (int j = 0; j < 32; j++)
+                    if (qh >> j & 1) {
+                        const int bit = lane * 4 + j % 4;
+                        blk[288 + (j / 4) * 8 + bit / 8] |= (uint8_t)(1u << (bit % 8));
+                    }
             } else {
                 const uint8_t *s = row + (size_t)b * sizeof(kiln_block_q8_0);
                 memcpy(blk + 2 * lane, s, 2);
@@ -145,7 +159,7 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
     /* Rows of zero-scale padding must not hold the 128 offset of Q8_0 wrongly: their
      * quants are 0 (not 128), but their scale is 0, so they add nothing. */
     memset(out, 0, sizeof *out);
-    out->type = q6k ? KILN_Q6_K_X16 : q4k ? KILN_Q4_K_X16 : q4 ? KILN_Q4_0_X16 : KILN_Q8_0_X16;
+    out->type = q6k ? KILN_Q6_K_X16 : q4k ? KILN_Q4_K_X16 : q4 ? KILN_Q4_0_X16 : q5 ? KILN_Q5_0_X16 : KILN_Q8_0_X16;
     out->n_dims = 2;
     out->ne[0] = k, out->ne[1] = m, out->ne[2] = 1, out->ne[3] = 1;
     out->nb[0] = 1, out->nb[1] = (size_t)nb * bsz / 16; /* informative: bytes per row on average */

@@ -35,11 +35,12 @@ typedef enum {
     KILN_BF16 = 30,
     KILN_DTYPE_COUNT = 40, /* ids at or above are unknown to files */
     /* kiln's own in-memory layouts, never read from or written to files (see
-     * kernels/pack.c): Q4_0 / Q8_0 / Q4_K / Q6_K rows interleaved 16 at a time for the kernels. */
+     * kernels/pack.c): Q4_0 / Q8_0 / Q4_K / Q6_K / Q5_0 rows interleaved 16 at a time for the kernels. */
     KILN_Q4_0_X16 = 64,
     KILN_Q8_0_X16 = 65,
     KILN_Q4_K_X16 = 66,
     KILN_Q6_K_X16 = 67,
+    KILN_Q5_0_X16 = 68,
 } kiln_dtype;
 
 typedef struct {

@@ -1,6 +1,6 @@
 /*
- * test_pack.c — weights packed at load (kernels/pack.c, KILN_Q4_0_X16 / Q8_0_X16):
- * kiln_matmul on packed weights (Q4_0, Q8_0, Q4_K, Q6_K) against the reference on the original weights
+ * test_pack.c — weights packed at load (kernels/pack.c, KILN_Q4_0_X16 / Q8_0_X16 / ...):
+ * kiln_matmul on packed weights (Q4_0, Q8_0, Q4_K, Q6_K, and Q5_0 where the level reads it) against the reference on the original weights
  * (NMSE <= 1e-10: exact integer block sums, only the float summation order differs,
  * as for the other quantized kernels in test_matmul.c), odd row counts (padding of
  * the last group of 16), sentinels, 1 vs 3 threads bit-identical, and a batch row
@@ -46,11 +46,11 @@ int main(void) {
     CHECK_OK(kiln_pool_create(3, &p3));
     kiln_rng rng;
     kiln_rng_seed(&rng, 7);
-    const kiln_dtype types[] = {KILN_Q4_0, KILN_Q8_0, KILN_Q4_K, KILN_Q6_K};
+    const kiln_dtype types[] = {KILN_Q4_0, KILN_Q8_0, KILN_Q4_K, KILN_Q6_K, KILN_Q5_0};
     const int64_t ks[] = {32, 96, 2048 + 32}, ks_k[] = {256, 768, 2048 + 256}, ms[] = {1, 15, 16, 17, 203},
                   ns[] = {1, 2, 9, 33};
     int packed_cases = 0;
-    for (size_t ti = 0; ti < 4; ti++)
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
         for (size_t ki = 0; ki < 3; ki++)
             for (size_t mi = 0; mi < 5; mi++) {
                 const int64_t k = kiln_dtype_get(types[ti])->block_size == 256 ? ks_k[ki] : ks[ki], m = ms[mi];
@@ -70,7 +70,7 @@ int main(void) {
                 kiln_tensor pw;
                 void *mem = NULL;
                 kiln_status st = kiln_weight_pack(&w, &pw, &mem);
-                if (!cur->gemm_x16) {
+                if (!cur->gemm_x16 || (types[ti] == KILN_Q5_0 && !cur->x16_q5_0)) {
                     CHECK(st == KILN_ERR_UNSUPPORTED && mem == NULL);
                 } else {
                     CHECK_OK(st);

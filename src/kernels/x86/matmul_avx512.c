@@ -317,9 +317,11 @@ static void gemm16(int64_t nb, const kiln_packed16 *p, int nr, const kiln_act *x
 
 /* 16 packed rows x NC inputs, the same arithmetic as gemm16_tile: per block the
  * int32 lanes start at -offset * (the input's block sum) (offset 8 for Q4_0's raw
- * nibbles, 128 for Q8_0's shifted quants), gather 8 vpdpbusd, then one convert and
- * fma with d_w * d_x, block after block. */
-INLINE void x16_tile(int Q4, int NC, int64_t nb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0, float *y,
+ * nibbles, 16 for Q5_0's 5-bit quants, 128 for Q8_0's shifted quants), gather 8
+ * vpdpbusd, then one convert and fma with d_w * d_x, block after block. Q5_0's fifth
+ * bits come as one 64-bit mask per weight vector: a masked add of 16. */
+enum { X_Q8, X_Q4, X_Q5 };
+INLINE void x16_tile(int KIND, int NC, int64_t nb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0, float *y,
                      size_t ldy) {
     tile_in in;
     tile_in_init(NC, &in, x, i0);
@@ -327,18 +329,24 @@ INLINE void x16_tile(int Q4, int NC, int64_t nb, const uint8_t *g, int nr, const
     const int8_t *const *xq = in.xq;
     const float *const *xd = in.xd;
     const int16_t *const *xs = in.xs;
-    const size_t bsz = Q4 ? KILN_X16_Q4_0_BLOCK : KILN_X16_Q8_0_BLOCK;
-    const int off = Q4 ? -8 : -128;
-    const __m512i lo4 = _mm512_set1_epi8(0x0f);
+    const size_t bsz = KIND == X_Q4 ? KILN_X16_Q4_0_BLOCK : KIND == X_Q5 ? KILN_X16_Q5_0_BLOCK : KILN_X16_Q8_0_BLOCK;
+    const int off = KIND == X_Q4 ? -8 : KIND == X_Q5 ? -16 : -128;
+    const __m512i lo4 = _mm512_set1_epi8(0x0f), sixteen = _mm512_set1_epi8(16);
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = g + (size_t)b * bsz;
         __m512i wv[8];
-        if (Q4) {
+        if (KIND != X_Q8) {
             UNROLL for (int h = 0; h < 4; h++) {
                 const __m512i v = _mm512_loadu_si512((const void *)(blk + 32 + h * 64));
                 wv[h] = _mm512_and_si512(v, lo4);
                 wv[h + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
             }
+            if (KIND == X_Q5)
+                UNROLL for (int gi = 0; gi < 8; gi++) {
+                    uint64_t mk;
+                    memcpy(&mk, blk + 288 + 8 * gi, 8);
+                    wv[gi] = _mm512_mask_add_epi8(wv[gi], (__mmask64)mk, wv[gi], sixteen);
+                }
         } else {
             UNROLL for (int gi = 0; gi < 8; gi++) wv[gi] = _mm512_loadu_si512((const void *)(blk + 32 + gi * 64));
         }
@@ -465,8 +473,9 @@ INLINE void x16_q6k_tile(int NC, int64_t nsb, const uint8_t *g, int nr, const ki
     tile_store(NC, &in, nr, y, ldy);
 }
 
-#define x16_tile_q4(NC, ...) x16_tile(1, NC, __VA_ARGS__)
-#define x16_tile_q8(NC, ...) x16_tile(0, NC, __VA_ARGS__)
+#define x16_tile_q4(NC, ...) x16_tile(X_Q4, NC, __VA_ARGS__)
+#define x16_tile_q5(NC, ...) x16_tile(X_Q5, NC, __VA_ARGS__)
+#define x16_tile_q8(NC, ...) x16_tile(X_Q8, NC, __VA_ARGS__)
 
 static void gemm_x16(kiln_dtype type, int64_t nb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0, int nc,
                      float *y, size_t ldy) {
@@ -476,6 +485,8 @@ static void gemm_x16(kiln_dtype type, int64_t nb, const uint8_t *g, int nr, cons
         NC_SWITCH(x16_q4k_tile, nb, g, nr, x, i0, y, ldy)
     } else if (type == KILN_Q4_0_X16) {
         NC_SWITCH(x16_tile_q4, nb, g, nr, x, i0, y, ldy)
+    } else if (type == KILN_Q5_0_X16) {
+        NC_SWITCH(x16_tile_q5, nb, g, nr, x, i0, y, ldy)
     } else {
         NC_SWITCH(x16_tile_q8, nb, g, nr, x, i0, y, ldy)
     }
@@ -528,5 +539,6 @@ void kiln_kernels_fill_avx512(kiln_kernel_table *t) {
     t->quant_act = quant_act;
     t->gemm16 = gemm16;
     t->gemm_x16 = gemm_x16;
+    t->x16_q5_0 = true;
     kiln_avx512_fill_ops(t);
 }
