@@ -113,21 +113,14 @@ static void gemmf(kiln_dtype type, int64_t k, const void *w, size_t ws, int nr, 
     for (int64_t c = 0; c < n; c += KILN_GEMMF_NC) {
         const float *xc = x + (size_t)c * xs;
         float *yc = y + (size_t)c * ldy;
+        /* a constant tile width per case, so the accumulators stay in registers */
+#define TILE_CASE(N) \
+    case N: tile(N, k, panel, nr, xc, xs, yc, ldy); break;
         switch (n - c < KILN_GEMMF_NC ? n - c : KILN_GEMMF_NC) {
-        case 1: tile(1, k, panel, nr, xc, xs, yc, ldy); break;
-        case 2: tile(2, k, panel, nr, xc, xs, yc, ldy); break;
-        case 3: tile(3, k, panel, nr, xc, xs, yc, ldy); break;
-        case 4: tile(4, k, panel, nr, xc, xs, yc, ldy); break;
-        case 5: tile(5, k, panel, nr, xc, xs, yc, ldy); break;
-        case 6: tile(6, k, panel, nr, xc, xs, yc, ldy); break;
-        case 7: tile(7, k, panel, nr, xc, xs, yc, ldy); break;
-        case 8: tile(8, k, panel, nr, xc, xs, yc, ldy); break;
-        case 9: tile(9, k, panel, nr, xc, xs, yc, ldy); break;
-        case 10: tile(10, k, panel, nr, xc, xs, yc, ldy); break;
-        case 11: tile(11, k, panel, nr, xc, xs, yc, ldy); break;
-        case 12: tile(12, k, panel, nr, xc, xs, yc, ldy); break;
-        case 13: tile(13, k, panel, nr, xc, xs, yc, ldy); break;
+            TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4) TILE_CASE(5) TILE_CASE(6) TILE_CASE(7)
+            TILE_CASE(8) TILE_CASE(9) TILE_CASE(10) TILE_CASE(11) TILE_CASE(12) TILE_CASE(13)
         default: tile(14, k, panel, nr, xc, xs, yc, ldy); break;
+#undef TILE_CASE
         }
     }
 }

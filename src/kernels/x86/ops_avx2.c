@@ -54,6 +54,17 @@ static inline __m256 load_tail(const float *p, int64_t n) {
     return _mm256_loadu_ps(buf);
 }
 
+/* Stores the first n (1..8) lanes of v at p. */
+static inline void store_part(float *p, __m256 v, int64_t n) {
+    if (n == 8) {
+        _mm256_storeu_ps(p, v);
+        return;
+    }
+    float buf[8];
+    _mm256_storeu_ps(buf, v);
+    memcpy(p, buf, (size_t)n * sizeof(float));
+}
+
 static float dot(const float *a, const float *b, int64_t n) {
     __m256 acc = _mm256_setzero_ps();
     int64_t i = 0;
@@ -151,13 +162,7 @@ static void gelu(float *x, int64_t n, bool tanh_approx) {
             const __m256 phi = _mm256_blendv_ps(_mm256_sub_ps(one, e), e, neg);
             o = _mm256_mul_ps(v, phi);
         }
-        if (left == 8) {
-            _mm256_storeu_ps(x + i, o);
-        } else {
-            float buf[8];
-            _mm256_storeu_ps(buf, o);
-            memcpy(x + i, buf, (size_t)left * sizeof(float));
-        }
+        store_part(x + i, o, left);
     }
 }
 
@@ -203,13 +208,7 @@ static void swiglu(float *out, const float *gate, const float *up, int64_t n) {
         const __m256 u = left == 8 ? _mm256_loadu_ps(up + i) : load_tail(up + i, left);
         const __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), g));
         const __m256 o = _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), u);
-        if (left == 8) {
-            _mm256_storeu_ps(out + i, o);
-        } else {
-            float buf[8];
-            _mm256_storeu_ps(buf, o);
-            memcpy(out + i, buf, (size_t)left * sizeof(float));
-        }
+        store_part(out + i, o, left);
     }
 }
 
