@@ -573,3 +573,99 @@ kiln_status kiln_tokenizer_from_json(const char *tokenizer_json, const char *tok
     *out = c.t;
     return KILN_OK;
 }
+
+/* ---- BERT vocab.txt ------------------------------------------------------------------------ */
+
+/* Whether line (a vocab.txt token) is one of the special tokens BertTokenizer never
+ * splits: the config's unk / sep / pad / cls / mask texts, else the defaults. */
+static bool bert_special(const char *line, const cJSON *cfg) {
+    static const char *const keys[] = {"unk_token", "sep_token", "pad_token", "cls_token", "mask_token"};
+    static const char *const defaults[] = {"[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]"};
+    for (int i = 0; i < 5; i++) {
+        const char *s = cfg ? token_text(cJSON_GetObjectItemCaseSensitive(cfg, keys[i])) : NULL;
+        if (!strcmp(line, s ? s : defaults[i])) return true;
+    }
+    return false;
+}
+
+static kiln_status vocab_txt_build(kiln_tokenizer *t, const char *path, const char *text, size_t len,
+                                   const cJSON *cfg) {
+    /* one token per line, id = line number; only "\n" ends a line (as BertTokenizer's
+     * load_vocab strips it); no empty token after a final newline */
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) n += text[i] == '\n';
+    if (len && text[len - 1] != '\n') n++;
+    if (n == 0) return kiln_fail(KILN_ERR_FORMAT, "%s: empty vocabulary", path);
+    if (n > INT32_MAX / 2) return kiln_fail(KILN_ERR_FORMAT, "%s: %zu lines is not a vocabulary", path, n);
+    const char **texts = kiln_calloc_array(n, sizeof *texts);
+    size_t *lens = kiln_calloc_array(n, sizeof *lens);
+    char **owned = kiln_calloc_array(n, sizeof *owned);
+    uint16_t *attr = kiln_calloc_array(n, sizeof *attr);
+    kiln_status st = texts && lens && owned && attr ? KILN_OK : kiln_fail(KILN_ERR_NOMEM, "%s: out of memory", path);
+    size_t at = 0;
+    for (size_t id = 0; st == KILN_OK && id < n; id++) {
+        const char *nl = memchr(text + at, '\n', len - at);
+        const size_t l = nl ? (size_t)(nl - (text + at)) : len - at;
+        if (l > TOK_MAX_TOKEN_LEN) {
+            st = kiln_fail(KILN_ERR_FORMAT, "%s: line %zu is %zu bytes long", path, id + 1, l);
+            break;
+        }
+        char *line = kiln_strndup(text + at, l);
+        owned[id] = line ? (l ? wp_form(line, "##") : kiln_strdup("")) : NULL;
+        attr[id] = !l ? TOK_ATTR_UNUSED : line && bert_special(line, cfg) ? TOK_ATTR_CONTROL : TOK_ATTR_NORMAL;
+        free(line);
+        if (!owned[id]) st = kiln_fail(KILN_ERR_NOMEM, "%s: out of memory", path);
+        texts[id] = owned[id];
+        lens[id] = owned[id] ? strlen(owned[id]) : 0;
+        at += l + 1;
+    }
+    if (st == KILN_OK) st = tok_set_vocab(t, (int32_t)n, texts, lens);
+    if (st == KILN_OK) memcpy(t->attr, attr, n * sizeof *attr);
+    for (size_t i = 0; owned && i < n; i++) free(owned[i]);
+    free(owned);
+    free(texts);
+    free(lens);
+    free(attr);
+    if (st != KILN_OK) return st;
+
+    t->alg = TOK_ALG_WPM;
+    t->dec = TOK_DEC_WPM;
+    t->strip_first_space = t->strip_after_bos = true;
+    /* BertTokenizer's defaults: lowercase, accents stripped when lowercasing (unless
+     * strip_accents says otherwise), CJK characters split, text cleaned */
+    t->wpm_lower = cfg ? jbool(cfg, "do_lower_case", true) : true;
+    const cJSON *sa = cfg ? cJSON_GetObjectItemCaseSensitive(cfg, "strip_accents") : NULL;
+    t->wpm_strip_accents = cJSON_IsBool(sa) ? cJSON_IsTrue(sa) : t->wpm_lower;
+    t->wpm_chinese = cfg ? jbool(cfg, "tokenize_chinese_chars", true) : true;
+    t->wpm_clean = true;
+    if ((st = tok_finalize(t)) != KILN_OK) return st;
+    t->unk = lookup_str(t, "[UNK]");
+    t->bos = lookup_str(t, "[CLS]");
+    t->sep = lookup_str(t, "[SEP]");
+    t->pad = lookup_str(t, "[PAD]");
+    t->add_bos = true;
+    if (cfg) apply_config(t, cfg); /* the config's unk / sep / pad / cls texts */
+    return KILN_OK;
+}
+
+kiln_status kiln_tokenizer_from_vocab_txt(const char *vocab_txt, const char *tokenizer_config_json,
+                                          kiln_tokenizer **out) {
+    if (!vocab_txt || !out) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_tokenizer_from_vocab_txt: NULL argument");
+    *out = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    cJSON *cfg = NULL;
+    kiln_status st = kiln_read_file(vocab_txt, JSON_MAX_BYTES, &text, &len);
+    if (st == KILN_OK && tokenizer_config_json) st = parse_file(tokenizer_config_json, &cfg);
+    kiln_tokenizer *t = NULL;
+    if (st == KILN_OK && !(t = tok_alloc())) st = kiln_fail(KILN_ERR_NOMEM, "tokenizer: out of memory");
+    if (st == KILN_OK) st = vocab_txt_build(t, vocab_txt, text, len, cfg);
+    free(text);
+    cJSON_Delete(cfg);
+    if (st != KILN_OK) {
+        kiln_tokenizer_free(t);
+        return st;
+    }
+    *out = t;
+    return KILN_OK;
+}

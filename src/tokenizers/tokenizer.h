@@ -50,6 +50,15 @@ kiln_status kiln_tokenizer_from_gguf(const kiln_gguf *g, kiln_tokenizer **out);
 kiln_status kiln_tokenizer_from_json(const char *tokenizer_json, const char *tokenizer_config_json,
                                      kiln_tokenizer **out);
 
+/* Builds a WordPiece tokenizer from a BERT vocab.txt (one token per line, id = line
+ * number, "##" marking continuations) plus an optional tokenizer_config.json path
+ * (NULL if none), read as Hugging Face's BertTokenizer does: do_lower_case (default
+ * true), strip_accents (default: as do_lower_case), tokenize_chinese_chars (default
+ * true), and the unk / sep / pad / cls / mask token texts (default [UNK] ...), which
+ * become control tokens. Errors as for tokenizer.json. */
+kiln_status kiln_tokenizer_from_vocab_txt(const char *vocab_txt, const char *tokenizer_config_json,
+                                          kiln_tokenizer **out);
+
 /* Reads a llama2.c tokenizer.bin: int32 max_token_length, then vocab_size ×
  * (float32 score, int32 len, len bytes). vocab_size comes from the model checkpoint.
  * BOS is id 1, EOS id 2, ids 3..258 are the bytes <0x00>..<0xFF>. */

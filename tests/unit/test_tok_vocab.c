@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "base/mapfile.h"
+#include "files.h"
 #include "formats/gguf.h"
 #include "test.h"
 #include "tokenizers/tok_impl.h"
@@ -148,7 +149,7 @@ static kiln_tokenizer *load(const char *path) {
 
 static bool lossless(const kiln_tokenizer *t) { return t->alg == TOK_ALG_SPM || t->alg == TOK_ALG_BPE; }
 
-static void run_fixture(const char *path, const char *name, cases *texts_out) {
+static void run_fixture(const char *path, const char *name, cases *texts_out, kiln_tokenizer *given) {
     char inp[1600], outp[1600];
     snprintf(inp, sizeof inp, "%s.inp", path);
     snprintf(outp, sizeof outp, "%s.out", path);
@@ -159,7 +160,7 @@ static void run_fixture(const char *path, const char *name, cases *texts_out) {
         free(raw_out);
         return;
     }
-    kiln_tokenizer *t = load(path);
+    kiln_tokenizer *t = given ? given : load(path);
     cases in = {0}, out = {0};
     split_inp(raw_in, n_in, &in);
     split_lines(raw_out, n_out, &out);
@@ -195,6 +196,78 @@ static void run_fixture(const char *path, const char *name, cases *texts_out) {
     free(raw_in);
     free(raw_out);
     kiln_tokenizer_free(t);
+}
+
+/* The bert-bge fixture through a BERT vocab.txt written from its GGUF vocabulary
+ * (GGUF's "▁x" is vocab.txt's "x", a bare "x" is "##x", "[X]" stays): every case must
+ * give the same ids. Then a config that turns lowercasing off, and bad files. */
+static void run_vocab_txt(const char *dir) {
+    char path[1400];
+    snprintf(path, sizeof path, "%s/ggml-vocab-bert-bge.gguf", dir);
+    FILE *probe = fopen(path, "rb");
+    if (!probe) return;
+    fclose(probe);
+    kiln_tokenizer *g = load(path);
+    if (!g) return;
+    kiln_test_bytes txt = {0};
+    for (int32_t id = 0; id < kiln_tokenizer_n_vocab(g); id++) {
+        const char *s = tok_text(g, id);
+        size_t n = tok_len(g, id);
+        if (n >= 3 && !memcmp(s, "\xe2\x96\x81", 3)) {
+            s += 3, n -= 3;
+        } else if (!(n >= 2 && s[0] == '[' && s[n - 1] == ']')) {
+            kiln_test_bytes_put(&txt, "##", 2);
+        }
+        kiln_test_bytes_put(&txt, s, n);
+        kiln_test_bytes_put(&txt, "\n", 1);
+    }
+    kiln_tokenizer_free(g);
+    char vocab[1024], cfg[1024];
+    kiln_test_tmp_path(vocab, sizeof vocab, "bert-vocab.txt");
+    kiln_test_write_file(vocab, txt.p, txt.n);
+    kiln_test_bytes_free(&txt);
+    kiln_tokenizer *t = NULL;
+    CHECK_OK(kiln_tokenizer_from_vocab_txt(vocab, NULL, &t));
+    if (t) {
+        CHECK(t->wpm_lower && t->wpm_strip_accents && t->bos >= 0 && t->sep >= 0 && t->unk >= 0);
+        CHECK((t->attr[t->bos] & TOK_ATTR_CONTROL) && (t->attr[t->sep] & TOK_ATTR_CONTROL));
+        run_fixture(path, "bert-bge via vocab.txt", NULL, t); /* frees t */
+    }
+    /* do_lower_case false: "Hello" is no longer "hello" */
+    kiln_test_tmp_path(cfg, sizeof cfg, "bert-tokenizer_config.json");
+    const char *json = "{\"do_lower_case\": false, \"cls_token\": {\"content\": \"[CLS]\"}}";
+    kiln_test_write_file(cfg, json, strlen(json));
+    kiln_tokenizer *cased = NULL, *lower = NULL;
+    CHECK_OK(kiln_tokenizer_from_vocab_txt(vocab, cfg, &cased));
+    CHECK_OK(kiln_tokenizer_from_vocab_txt(vocab, NULL, &lower));
+    if (cased && lower) {
+        CHECK(!cased->wpm_lower && !cased->wpm_strip_accents);
+        int32_t *a = NULL, *b = NULL;
+        size_t na = 0, nb = 0;
+        CHECK_OK(kiln_tokenizer_encode(cased, "Hello", 5, true, false, &a, &na));
+        CHECK_OK(kiln_tokenizer_encode(lower, "Hello", 5, true, false, &b, &nb));
+        CHECK(na >= 3 && nb == 3 && a[0] == lower->bos && a[na - 1] == lower->sep); /* [CLS] hello [SEP] */
+        CHECK(na != nb || memcmp(a, b, na * sizeof *a) != 0);
+        free(a), free(b);
+    }
+    kiln_tokenizer_free(cased);
+    kiln_tokenizer_free(lower);
+    /* bad files: missing, empty, a line longer than any token */
+    kiln_tokenizer *bad = NULL;
+    char missing[1024], empty[1024], longline[1024];
+    kiln_test_tmp_path(missing, sizeof missing, "no-such-vocab.txt");
+    CHECK(kiln_tokenizer_from_vocab_txt(missing, NULL, &bad) == KILN_ERR_IO && !bad);
+    kiln_test_tmp_path(empty, sizeof empty, "empty-vocab.txt");
+    kiln_test_write_file(empty, "", 0);
+    CHECK(kiln_tokenizer_from_vocab_txt(empty, NULL, &bad) == KILN_ERR_FORMAT && !bad);
+    kiln_test_tmp_path(longline, sizeof longline, "long-vocab.txt");
+    char *big = malloc(TOK_MAX_TOKEN_LEN + 10);
+    memset(big, 'a', TOK_MAX_TOKEN_LEN + 9);
+    big[TOK_MAX_TOKEN_LEN + 9] = '\n';
+    kiln_test_write_file(longline, big, TOK_MAX_TOKEN_LEN + 10);
+    free(big);
+    CHECK(kiln_tokenizer_from_vocab_txt(longline, NULL, &bad) == KILN_ERR_FORMAT && !bad);
+    CHECK(kiln_tokenizer_from_vocab_txt(vocab, missing, &bad) == KILN_ERR_IO && !bad); /* config missing */
 }
 
 /* A vocabulary without test files: it must load and round-trip. */
@@ -242,7 +315,7 @@ int main(void) {
             bool has = f != NULL;
             if (f) fclose(f);
             if (pass == 0 && has) {
-                run_fixture(path, names[i], &texts);
+                run_fixture(path, names[i], &texts, NULL);
                 with_tests++;
             } else if (pass == 1 && !has) {
                 run_plain(path, names[i], &texts);
@@ -250,6 +323,7 @@ int main(void) {
         }
     }
     CHECK_MSG(with_tests > 0, "no .gguf.inp fixtures found in %s", dir);
+    run_vocab_txt(dir);
     for (size_t i = 0; i < nn; i++) free(names[i]);
     cases_free(&texts);
     TEST_MAIN_END();
