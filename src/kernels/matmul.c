@@ -78,8 +78,7 @@ typedef struct {
     kiln_row_q8_fn row_q8;       /* packed path: row converter and kernel, else NULL */
     kiln_gemm16_fn gemm16;
     kiln_gemmf_fn gemmf;         /* float prompt path, else NULL */
-    size_t scratch_bytes;        /* per task, for those two paths */
-    task_scratch *scratch;
+    task_scratch *scratch;       /* per-task buffers for those two paths */
     kiln_packed16 *packs;        /* one slot per group of 16 rows of the whole matrix */
     const uint8_t *w;
     size_t w_stride;
@@ -238,7 +237,8 @@ static kiln_status quantize_inputs(const kiln_kernel_table *t, const float *x, i
     const size_t nblk = (size_t)k / KILN_QK8_0;
     size_t qs_bytes, d_bytes, bs_bytes, total;
     if (!kiln_mul_ok((size_t)n, qs_stride, &qs_bytes) || !kiln_mul_ok((size_t)n, nblk, &d_bytes) ||
-        !kiln_mul_ok(d_bytes, sizeof(float), &d_bytes) || !kiln_mul_ok((size_t)n, 2 * nblk * sizeof(int16_t), &bs_bytes) ||
+        !kiln_mul_ok(d_bytes, sizeof(float), &d_bytes) ||
+        !kiln_mul_ok((size_t)n, 2 * nblk * sizeof(int16_t), &bs_bytes) ||
         !kiln_add_ok(qs_bytes, d_bytes, &total) || !kiln_add_ok(total, bs_bytes, &total))
         return kiln_fail(KILN_ERR_NOMEM, "matmul: activation scratch size overflows (n %lld, k %lld)", (long long)n,
                          (long long)k);
@@ -288,7 +288,8 @@ typedef struct {
     kiln_task_fn fn;
     void *ctx;
     int64_t n_tasks;
-    bool quantized; /* reads the Q8_0 activations */
+    bool quantized;       /* reads the Q8_0 activations */
+    size_t scratch_bytes; /* per task (packed prompt GEMM, float panels), else 0 */
     union {
         mm_job mm;
         x16_job x16;
@@ -302,7 +303,8 @@ static kiln_status plan_x16(const kiln_kernel_table *t, const kiln_tensor *w, co
                          t->name);
     const int64_t k = w->ne[0], m = w->ne[1];
     const bool sup = kiln_x16_superblock(w->type);
-    if (n < 0 || k <= 0 || m <= 0 || k % (sup ? 256 : 32)) return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: bad packed shapes");
+    if (n < 0 || k <= 0 || m <= 0 || k % (sup ? 256 : 32))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: bad packed shapes");
     if (n == 0) return KILN_OK;
     if (!x || !y || !w->data) return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: NULL data");
     const int64_t nb = sup ? k / 256 : k / 32, groups = (m + 15) / 16;
@@ -354,6 +356,13 @@ static kiln_status plan_one(const kiln_kernel_table *t, const kiln_tensor *w, co
     }
     mm_job *j = &p->job.mm;
     *j = (mm_job){.mm = mm, .type = w->type, .w = w->data, .w_stride = w->nb[1], .k = k, .m = m, .n = n, .y = y};
+    if (!kiln_type_quantized(w->type) && n >= KILN_PACK_MIN_N && t->gemmf) { /* float prompt GEMM */
+        j->gemmf = t->gemmf;
+        p->scratch_bytes = sizeof(float) * KILN_GEMMF_SCRATCH(k);
+        p->n_tasks = (m + KILN_GEMMF_ROWS - 1) / KILN_GEMMF_ROWS;
+        p->fn = mm_task_gemmf;
+        return KILN_OK;
+    }
     const kiln_kernel_table *ref = kiln_kernels_table(KILN_ISA_REF);
     const bool packed = n >= KILN_PACK_MIN_N && t->gemm16 && ref->row_q8[w->type] && k % KILN_QK8_0 == 0;
     j->rows_per_task = rows_per_task(m, n, row_bytes);
@@ -361,15 +370,8 @@ static kiln_status plan_one(const kiln_kernel_table *t, const kiln_tensor *w, co
         j->rows_per_task = (j->rows_per_task + 15) / 16 * 16;
         j->row_q8 = ref->row_q8[w->type];
         j->gemm16 = t->gemm16;
+        p->scratch_bytes = packed_scratch_bytes(k, j->rows_per_task);
     }
-    if (!kiln_type_quantized(w->type) && n >= KILN_PACK_MIN_N && t->gemmf) {
-        j->gemmf = t->gemmf;
-        j->scratch_bytes = sizeof(float) * KILN_GEMMF_SCRATCH(k);
-        p->n_tasks = (m + KILN_GEMMF_ROWS - 1) / KILN_GEMMF_ROWS;
-        p->fn = mm_task_gemmf;
-        return KILN_OK;
-    }
-    if (packed) j->scratch_bytes = packed_scratch_bytes(k, j->rows_per_task);
     p->n_tasks = (m + j->rows_per_task - 1) / j->rows_per_task;
     p->fn = packed ? mm_task_packed : mm_task;
     p->quantized = kiln_type_quantized(w->type);
@@ -422,8 +424,8 @@ kiln_status kiln_matmul_many_with(const kiln_kernel_table *t, int count, const k
     task_scratch ts = {.n = 0};
     int64_t scratch_tasks = 0;
     for (int i = 0; i < count; i++) {
-        if (parts[i].fn == x16_task || !parts[i].n_tasks || !parts[i].job.mm.scratch_bytes) continue;
-        const size_t b = (parts[i].job.mm.scratch_bytes + 63) & ~(size_t)63;
+        if (!parts[i].n_tasks || !parts[i].scratch_bytes) continue;
+        const size_t b = (parts[i].scratch_bytes + 63) & ~(size_t)63;
         if (b > ts.bytes) ts.bytes = b;
         scratch_tasks += parts[i].n_tasks;
     }

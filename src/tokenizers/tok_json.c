@@ -501,6 +501,21 @@ static void apply_config(kiln_tokenizer *t, const cJSON *cfg) {
 
 /* ---- entry point ------------------------------------------------------------------------- */
 
+/* What every WordPiece tokenizer shares, before its vocabulary is finalized. */
+static void wpm_init(kiln_tokenizer *t) {
+    t->alg = TOK_ALG_WPM;
+    t->dec = TOK_DEC_WPM;
+    t->strip_first_space = t->strip_after_bos = true;
+}
+
+/* After tok_finalize: BERT's default [UNK] (unless set), [CLS] first, [SEP] last. */
+static void wpm_default_specials(kiln_tokenizer *t) {
+    if (t->unk < 0) t->unk = lookup_str(t, "[UNK]");
+    t->bos = lookup_str(t, "[CLS]");
+    t->sep = lookup_str(t, "[SEP]");
+    t->add_bos = true;
+}
+
 static kiln_status build(jctx *c, const cJSON *root, const cJSON *cfg) {
     kiln_tokenizer *t = c->t;
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
@@ -509,9 +524,7 @@ static kiln_status build(jctx *c, const cJSON *root, const cJSON *cfg) {
     if (!type) type = cJSON_GetObjectItemCaseSensitive(model, "merges") ? "BPE" : "WordPiece";
     if (!strcmp(type, "WordPiece")) {
         c->wordpiece = true;
-        t->alg = TOK_ALG_WPM;
-        t->dec = TOK_DEC_WPM;
-        t->strip_first_space = t->strip_after_bos = true;
+        wpm_init(t);
         const cJSON *mx = cJSON_GetObjectItemCaseSensitive(model, "max_input_chars_per_word");
         if (cJSON_IsNumber(mx) && mx->valuedouble >= 1)
             t->wpm_max_chars = mx->valuedouble > 1000 ? 1000 : (size_t)mx->valuedouble;
@@ -541,12 +554,7 @@ static kiln_status build(jctx *c, const cJSON *root, const cJSON *cfg) {
     if ((st = tok_finalize(t)) != KILN_OK) return st;
     if (t->alg == TOK_ALG_BPE && (st = load_merges(c, model)) != KILN_OK) return st;
     t->unk = lookup_str(t, jstr(model, "unk_token"));
-    if (t->alg == TOK_ALG_WPM) {
-        if (t->unk < 0) t->unk = lookup_str(t, "[UNK]");
-        t->bos = lookup_str(t, "[CLS]");
-        t->sep = lookup_str(t, "[SEP]");
-        t->add_bos = true;
-    }
+    if (t->alg == TOK_ALG_WPM) wpm_default_specials(t);
     parse_post(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"));
     if (cfg) apply_config(t, cfg);
     /* EOS may only be known now: refresh the end-of-generation flags */
@@ -628,9 +636,7 @@ static kiln_status vocab_txt_build(kiln_tokenizer *t, const char *path, const ch
     free(attr);
     if (st != KILN_OK) return st;
 
-    t->alg = TOK_ALG_WPM;
-    t->dec = TOK_DEC_WPM;
-    t->strip_first_space = t->strip_after_bos = true;
+    wpm_init(t);
     /* BertTokenizer's defaults: lowercase, accents stripped when lowercasing (unless
      * strip_accents says otherwise), CJK characters split, text cleaned */
     t->wpm_lower = cfg ? jbool(cfg, "do_lower_case", true) : true;
@@ -639,11 +645,8 @@ static kiln_status vocab_txt_build(kiln_tokenizer *t, const char *path, const ch
     t->wpm_chinese = cfg ? jbool(cfg, "tokenize_chinese_chars", true) : true;
     t->wpm_clean = true;
     if ((st = tok_finalize(t)) != KILN_OK) return st;
-    t->unk = lookup_str(t, "[UNK]");
-    t->bos = lookup_str(t, "[CLS]");
-    t->sep = lookup_str(t, "[SEP]");
+    wpm_default_specials(t);
     t->pad = lookup_str(t, "[PAD]");
-    t->add_bos = true;
     if (cfg) apply_config(t, cfg); /* the config's unk / sep / pad / cls texts */
     return KILN_OK;
 }

@@ -77,10 +77,12 @@ static void fill_panel(kiln_dtype type, int64_t k, const uint8_t *w, size_t ws, 
             }
             for (int64_t j = 0; j < len; j += 16) {
                 __m512 v[16];
-                UNROLL16 for (int i = 0; i < 16; i++) v[i] = i < rows ? _mm512_loadu_ps(stage + (size_t)i * st + (size_t)j) : _mm512_setzero_ps();
+                UNROLL16 for (int i = 0; i < 16; i++)
+                    v[i] = i < rows ? _mm512_loadu_ps(stage + (size_t)i * st + (size_t)j) : _mm512_setzero_ps();
                 transpose16(v);
                 const int64_t n16 = len - j < 16 ? len - j : 16;
-                for (int64_t l = 0; l < n16; l++) _mm512_store_ps(panel + (j0 + j + l) * KILN_GEMMF_ROWS + 16 * h, v[l]);
+                for (int64_t l = 0; l < n16; l++)
+                    _mm512_store_ps(panel + (j0 + j + l) * KILN_GEMMF_ROWS + 16 * h, v[l]);
             }
         }
     }

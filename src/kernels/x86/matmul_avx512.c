@@ -449,7 +449,8 @@ INLINE void x16_q6k_tile(int NC, int64_t nsb, const uint8_t *g, int nr, const ki
                 const __m512i v = _mm512_loadu_si512((const void *)(lo + h * 64));
                 /* bit pair h of each byte moved to bits 4-5 by one 16-bit shift (bits 4-5 of
                  * a byte come from the same byte for shifts of 4 left .. 2 right) */
-                const __m512i a = _mm512_and_si512(shift_pair(h0, h), hi2), b = _mm512_and_si512(shift_pair(h1, h), hi2);
+                const __m512i a = _mm512_and_si512(shift_pair(h0, h), hi2);
+                const __m512i b = _mm512_and_si512(shift_pair(h1, h), hi2);
                 /* (v & 0x0f) | a and ((v >> 4) & 0x0f) | b, one vpternlogd each (0xEC: A & C | B) */
                 wv[h] = _mm512_ternarylogic_epi32(v, a, lo4, 0xEC);
                 wv[h + 4] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(v, 4), b, lo4, 0xEC);
