@@ -71,51 +71,18 @@ static kiln_status alloc_runtime(kiln_llama *m, size_t limit) {
  * then streams weights at memory bandwidth. The token embedding keeps its file layout
  * (rows are gathered); a tied output matrix gets its own packed copy. The matrices
  * are packed in parallel, one task each. */
-typedef struct {
-    const kiln_tensor **slot;
-    kiln_tensor packed;
-    void *mem;
-    kiln_status st;
-} pack_item;
-
-static void pack_task(void *ctx, int64_t i) {
-    pack_item *it = (pack_item *)ctx + i;
-    it->st = kiln_weight_pack(*it->slot, &it->packed, &it->mem);
-}
-
 static kiln_status pack_weights(kiln_llama *m) {
     const int per_layer = 7, n = m->cfg.n_layer * per_layer + 1;
-    pack_item *items = calloc((size_t)n, sizeof *items);
-    m->packed = calloc((size_t)n, sizeof *m->packed);
-    m->packed_mem = calloc((size_t)n, sizeof *m->packed_mem);
-    if (!items || !m->packed || !m->packed_mem) {
-        free(items);
-        return kiln_fail(KILN_ERR_NOMEM, "out of memory");
+    const kiln_tensor ***slots = calloc((size_t)n, sizeof *slots);
+    if (!slots) return kiln_fail(KILN_ERR_NOMEM, "out of memory");
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        kiln_llama_layer *L = &m->layers[l];
+        const kiln_tensor **s[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int k = 0; k < per_layer; k++) slots[l * per_layer + k] = s[k];
     }
-    int n_items = 0;
-    for (int i = 0; i < n; i++) {
-        const kiln_tensor **slot;
-        if (i == n - 1) {
-            slot = &m->output;
-        } else {
-            kiln_llama_layer *L = &m->layers[i / per_layer];
-            const kiln_tensor **slots[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-            slot = slots[i % per_layer];
-        }
-        if (*slot) items[n_items++].slot = slot;
-    }
-    kiln_pool_for(m->pool, n_items, pack_task, items);
-    kiln_status st = KILN_OK;
-    for (int i = 0; i < n_items; i++) {
-        if (items[i].st == KILN_OK) {
-            m->packed[m->n_packed] = items[i].packed;
-            m->packed_mem[m->n_packed] = items[i].mem;
-            *items[i].slot = &m->packed[m->n_packed++];
-        } else if (items[i].st != KILN_ERR_UNSUPPORTED && !st) {
-            st = kiln_fail(items[i].st, "packing the weights: out of memory");
-        }
-    }
-    free(items);
+    slots[n - 1] = &m->output;
+    kiln_status st = kiln_pack_matrices((const kiln_tensor **const *)slots, n, m->pool, &m->packed);
+    free(slots);
     return st;
 }
 
@@ -149,15 +116,12 @@ fail:
 
 void kiln_llama_free(kiln_llama *m) {
     if (!m) return;
-    for (int i = 0; i < m->n_packed; i++) free(m->packed_mem[i]);
-    free(m->packed_mem);
-    free(m->packed);
+    kiln_packed_set_free(&m->packed);
     kiln_pool_free(m->pool);
     float *bufs[] = {m->k_cache, m->v_cache, m->x, m->xn, m->q, m->k, m->v, m->att, m->gate, m->up, m->scores,
                      m->rope_freq};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
-    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
-    free(m->owned);
+    kiln_owned_floats_free(&m->owned);
     free(m->layers);
     if (m->gguf) kiln_gguf_close(m->gguf);
     if (m->st) kiln_safetensors_close(m->st);

@@ -8,6 +8,7 @@
 #include "formats/llama2c.h"
 #include "formats/safetensors.h"
 #include "llama.h"
+#include "models/bind.h"
 
 typedef struct {
     const float *attn_norm;                 /* (n_embd) */
@@ -34,12 +35,8 @@ struct kiln_llama {
     /* f32 copies of small vectors stored in other types (norms, biases); freed with the model */
     /* weight matrices repacked at load for this CPU's kernels (kiln_weight_pack): the
      * tensors the layer pointers then point to, and their bytes */
-    kiln_tensor *packed;
-    void **packed_mem;
-    int n_packed;
-
-    float **owned;
-    int n_owned, cap_owned;
+    kiln_packed_set packed;
+    kiln_owned_floats owned;
 
     /* runtime */
     int n_ctx, n_batch;

@@ -76,31 +76,8 @@ static kiln_status bind_matrix(const binder *b, int role, int layer, int64_t in,
     weight_name(b, role, layer, name, sizeof name);
     const kiln_tensor *t = lookup(b, name);
     *dst = t;
-    if (!t) return optional ? KILN_OK : kiln_fail(KILN_ERR_FORMAT, "%s: missing tensor '%s'", b->path, name);
-    if (t->ne[0] != in || t->ne[1] != out || t->ne[2] != 1 || t->ne[3] != 1)
-        return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]",
-                         b->path, name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
-                         (long long)t->ne[3], (long long)in, (long long)out);
-    if (!kiln_matmul_supports(t->type))
-        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s, which kiln cannot multiply yet", b->path,
-                         name, kiln_dtype_name(t->type));
-    const kiln_dtype_traits *tr = kiln_dtype_get(t->type);
-    size_t align = tr->block_size == 1 ? (size_t)tr->type_size : 2;
-    if ((uintptr_t)t->data % align)
-        return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s' data is not aligned", b->path, name);
-    return KILN_OK;
-}
-
-static kiln_status keep_owned(kiln_llama *m, float *p) {
-    if (m->n_owned == m->cap_owned) {
-        int cap = m->cap_owned ? m->cap_owned * 2 : 64;
-        float **o = realloc(m->owned, (size_t)cap * sizeof *o);
-        if (!o) return kiln_fail(KILN_ERR_NOMEM, "out of memory");
-        m->owned = o;
-        m->cap_owned = cap;
-    }
-    m->owned[m->n_owned++] = p;
-    return KILN_OK;
+    if (!t && optional) return KILN_OK;
+    return kiln_bind_matrix_check(t, b->path, name, in, out);
 }
 
 /* Binds a vector of n elements as an owned f32 copy (norms and biases are small and may be
@@ -111,20 +88,8 @@ static kiln_status bind_vector(const binder *b, int role, int layer, int64_t n, 
     if (!g_names[b->src][role]) return optional ? KILN_OK : kiln_fail(KILN_ERR_FORMAT, "%s: no name", b->path);
     weight_name(b, role, layer, name, sizeof name);
     const kiln_tensor *t = lookup(b, name);
-    if (!t) return optional ? KILN_OK : kiln_fail(KILN_ERR_FORMAT, "%s: missing tensor '%s'", b->path, name);
-    if (kiln_tensor_nelements(t) != n || t->ne[0] != n)
-        return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s' has %lld elements, expected %lld", b->path, name,
-                         (long long)kiln_tensor_nelements(t), (long long)n);
-    float *v = kiln_malloc_array((size_t)n, sizeof *v);
-    if (!v) return kiln_fail(KILN_ERR_NOMEM, "out of memory");
-    kiln_status st = kiln_dequantize_row(t->type, t->data, v, n);
-    if (!st) st = keep_owned(b->m, v);
-    if (st) {
-        free(v);
-        return kiln_fail_prefix(st, "%s: tensor '%s'", b->path, name);
-    }
-    *dst = v;
-    return KILN_OK;
+    if (!t && optional) return KILN_OK;
+    return kiln_bind_vector_copy(t, b->path, name, n, &b->m->owned, dst);
 }
 
 static kiln_status bind_all(binder *b) {

@@ -1,0 +1,113 @@
+/*
+ * bind.c — shape and type checks, f32 vector copies and load-time repacking shared
+ * by the model loaders (bind.h).
+ */
+#include <stdlib.h>
+
+#include "base/alloc.h"
+#include "base/status.h"
+#include "bind.h"
+#include "kernels/kernels.h"
+
+void kiln_owned_floats_free(kiln_owned_floats *o) {
+    for (int i = 0; i < o->n; i++) free(o->p[i]);
+    free(o->p);
+    o->p = NULL;
+    o->n = o->cap = 0;
+}
+
+static kiln_status keep(kiln_owned_floats *o, float *p) {
+    if (o->n == o->cap) {
+        int cap = o->cap ? o->cap * 2 : 64;
+        float **q = realloc(o->p, (size_t)cap * sizeof *q);
+        if (!q) return kiln_fail(KILN_ERR_NOMEM, "out of memory");
+        o->p = q;
+        o->cap = cap;
+    }
+    o->p[o->n++] = p;
+    return KILN_OK;
+}
+
+kiln_status kiln_bind_matrix_check(const kiln_tensor *t, const char *path, const char *name, int64_t in,
+                                   int64_t out) {
+    if (!t) return kiln_fail(KILN_ERR_FORMAT, "%s: missing tensor '%s'", path, name);
+    if (t->ne[0] != in || t->ne[1] != out || t->ne[2] != 1 || t->ne[3] != 1)
+        return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]",
+                         path, name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                         (long long)t->ne[3], (long long)in, (long long)out);
+    if (!kiln_matmul_supports(t->type))
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s, which kiln cannot multiply yet", path,
+                         name, kiln_dtype_name(t->type));
+    const kiln_dtype_traits *tr = kiln_dtype_get(t->type);
+    size_t align = tr->block_size == 1 ? (size_t)tr->type_size : 2;
+    if ((uintptr_t)t->data % align) return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s' data is not aligned", path, name);
+    return KILN_OK;
+}
+
+kiln_status kiln_bind_vector_copy(const kiln_tensor *t, const char *path, const char *name, int64_t n,
+                                  kiln_owned_floats *own, const float **dst) {
+    *dst = NULL;
+    if (!t) return kiln_fail(KILN_ERR_FORMAT, "%s: missing tensor '%s'", path, name);
+    if (kiln_tensor_nelements(t) != n || t->ne[0] != n)
+        return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s' has %lld elements, expected %lld", path, name,
+                         (long long)kiln_tensor_nelements(t), (long long)n);
+    float *v = kiln_malloc_array((size_t)n, sizeof *v);
+    if (!v) return kiln_fail(KILN_ERR_NOMEM, "out of memory");
+    kiln_status st = kiln_dequantize_row(t->type, t->data, v, n);
+    if (!st) st = keep(own, v);
+    if (st) {
+        free(v);
+        return kiln_fail_prefix(st, "%s: tensor '%s'", path, name);
+    }
+    *dst = v;
+    return KILN_OK;
+}
+
+/* ---- packing ------------------------------------------------------------------- */
+
+typedef struct {
+    const kiln_tensor **slot;
+    kiln_tensor packed;
+    void *mem;
+    kiln_status st;
+} pack_item;
+
+static void pack_task(void *ctx, int64_t i) {
+    pack_item *it = (pack_item *)ctx + i;
+    it->st = kiln_weight_pack(*it->slot, &it->packed, &it->mem);
+}
+
+kiln_status kiln_pack_matrices(const kiln_tensor **const *slots, int n, kiln_pool *pool, kiln_packed_set *out) {
+    pack_item *items = calloc((size_t)n + 1, sizeof *items);
+    out->t = calloc((size_t)n + 1, sizeof *out->t);
+    out->mem = calloc((size_t)n + 1, sizeof *out->mem);
+    if (!items || !out->t || !out->mem) {
+        free(items);
+        return kiln_fail(KILN_ERR_NOMEM, "out of memory");
+    }
+    int n_items = 0;
+    for (int i = 0; i < n; i++)
+        if (slots[i] && *slots[i]) items[n_items++].slot = slots[i];
+    kiln_pool_for(pool, n_items, pack_task, items);
+    kiln_status st = KILN_OK;
+    for (int i = 0; i < n_items; i++) {
+        if (items[i].st == KILN_OK) {
+            out->t[out->n] = items[i].packed;
+            out->mem[out->n] = items[i].mem;
+            *items[i].slot = &out->t[out->n++];
+        } else if (items[i].st != KILN_ERR_UNSUPPORTED && !st) {
+            st = kiln_fail(items[i].st, "packing the weights: out of memory");
+        }
+    }
+    free(items);
+    return st;
+}
+
+void kiln_packed_set_free(kiln_packed_set *s) {
+    for (int i = 0; i < s->n; i++) free(s->mem[i]);
+    free(s->mem);
+    free(s->t);
+    s->mem = NULL;
+    s->t = NULL;
+    s->n = 0;
+}

@@ -1,0 +1,55 @@
+/*
+ * bind.h — what every model loader does to bind its weights by name: check a
+ * matrix's shape and type, copy a small vector (norm, bias) to f32, and repack the
+ * matrices this CPU's kernels read faster in their own layout.
+ *
+ * Loaders keep upstream tensor names in their own tables; these helpers only see the
+ * tensor, its name (for the message) and the file it came from.
+ */
+#ifndef KILN_MODELS_BIND_H
+#define KILN_MODELS_BIND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/threadpool.h"
+#include "tensor/tensor.h"
+
+/* f32 copies a model owns (freed with it). */
+typedef struct {
+    float **p;
+    int n, cap;
+} kiln_owned_floats;
+
+/* Frees every copy and empties o. This function can't fail. */
+void kiln_owned_floats_free(kiln_owned_floats *o);
+
+/* Checks that t (called name, from path) maps `in` inputs to `out` outputs (ne = [in,
+ * out]), has a type kiln_matmul multiplies, and is aligned for it. t NULL: the tensor
+ * is missing (KILN_ERR_FORMAT). Errors name the file, the tensor and the problem. */
+kiln_status kiln_bind_matrix_check(const kiln_tensor *t, const char *path, const char *name, int64_t in,
+                                   int64_t out);
+
+/* Copies t, a vector of n elements of any type kiln dequantizes, into a new f32
+ * array kept in own; *dst points at it. t NULL: missing (KILN_ERR_FORMAT). */
+kiln_status kiln_bind_vector_copy(const kiln_tensor *t, const char *path, const char *name, int64_t n,
+                                  kiln_owned_floats *own, const float **dst);
+
+/* Matrices repacked at load (kiln_weight_pack): the tensors the model's slots then
+ * point to, and their memory. */
+typedef struct {
+    kiln_tensor *t;
+    void **mem;
+    int n;
+} kiln_packed_set;
+
+/* Repacks every *slots[i] (NULL slots skipped) that this CPU's kernels pack, in
+ * parallel one task each, and points the slot at the packed copy kept in out. Types
+ * the kernels leave as they are keep their slot. KILN_ERR_NOMEM on failure (slots
+ * packed so far stay valid and are freed with out). */
+kiln_status kiln_pack_matrices(const kiln_tensor **const *slots, int n, kiln_pool *pool, kiln_packed_set *out);
+
+/* Frees the packed copies. This function can't fail. */
+void kiln_packed_set_free(kiln_packed_set *s);
+
+#endif
