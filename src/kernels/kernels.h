@@ -52,6 +52,14 @@ kiln_status kiln_matmul_many(int count, const kiln_tensor *const *w, const float
  * summation order, and for packed weights a batch row equals a call with that row. */
 kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem);
 
+/* For a model that only ever multiplies batches (an encoder): repacks an F32, F16 or
+ * BF16 matrix as fp32 panels (KILN_F32_P32) when this CPU has the panel kernel
+ * (AVX-512), with *out / *mem and the return codes as for kiln_weight_pack. The
+ * matmul then skips the per-call conversion to panels, and takes the same path for
+ * every batch size, so a row of a batch equals a call with that row (and the
+ * results equal unpacked weights' for n >= 16). Costs 4 bytes per weight. */
+kiln_status kiln_weight_pack_panels(const kiln_tensor *w, kiln_tensor *out, void **mem);
+
 /* Converts n elements (n a multiple of the block size) of type t to f32.
  * KILN_ERR_UNSUPPORTED for other types. */
 kiln_status kiln_dequantize_row(kiln_dtype t, const void *src, float *dst, int64_t n);

@@ -100,10 +100,11 @@ typedef void (*kiln_gemm16_fn)(int64_t nb, const kiln_packed16 *p, int nr, const
                                float *y, size_t ldy);
 
 /* Prompt-side GEMM for float weights (F32, F16, BF16; n >= KILN_PACK_MIN_N inputs):
- * converts rows [0, nr) (nr <= KILN_GEMMF_ROWS, w_stride bytes apart) to an fp32
- * panel [k][KILN_GEMMF_ROWS] in panel (the caller's scratch of KILN_GEMMF_SCRATCH(k)
- * floats, 64-byte aligned; the panel, then room to stage rows) and stores y[c*ldy + r] = dot(row r, input c) for all n
- * inputs (x_stride floats apart), KILN_GEMMF_NC inputs at a time. Per output element
+ * for rows [0, nr) (w_stride bytes apart), KILN_GEMMF_ROWS at a time, converts them to
+ * an fp32 panel [k][KILN_GEMMF_ROWS] in panel (the caller's scratch of
+ * KILN_GEMMF_SCRATCH(k) floats, 64-byte aligned; the panel, then room to stage rows)
+ * and stores y[c*ldy + r] = dot(row r, input c) for all n inputs (x_stride floats
+ * apart), KILN_GEMMF_NC inputs at a time, prefetching the next panel's rows meanwhile. Per output element
  * one fp32 fma chain over the k elements in order (x86/gemmf_avx512.c). */
 #define KILN_GEMMF_ROWS 32
 #define KILN_GEMMF_NC 14
@@ -111,6 +112,12 @@ typedef void (*kiln_gemm16_fn)(int64_t nb, const kiln_packed16 *p, int nr, const
 #define KILN_GEMMF_SCRATCH(k) ((size_t)KILN_GEMMF_ROWS * (size_t)(k) + 16 * (KILN_GEMMF_KC + 16))
 typedef void (*kiln_gemmf_fn)(kiln_dtype type, int64_t k, const void *w, size_t w_stride, int nr, const float *x,
                               size_t x_stride, int64_t n, float *y, size_t ldy, float *panel);
+/* The same for weights packed at load as fp32 panels (KILN_F32_P32, kernels/pack.c:
+ * rows in groups of KILN_GEMMF_ROWS, each group k x KILN_GEMMF_ROWS floats, element j
+ * of row r at [j * KILN_GEMMF_ROWS + r]): rows [0, nr) from panels, a group start; any
+ * n >= 1, with gemmf's arithmetic, so a row of a batch equals a call with that row. */
+typedef void (*kiln_gemmp_fn)(int64_t k, const float *panels, int nr, const float *x, size_t x_stride, int64_t n,
+                              float *y, size_t ldy);
 
 /* Packed weights (kernels/pack.c): y[c*ldy + r] for r < nr (<= 16), c < nc
  * (<= KILN_PACK_NC) from one group of 16 rows starting at g; nb counts the type's
@@ -148,6 +155,7 @@ typedef struct {
     kiln_row_q8_fn row_q8[KILN_DTYPE_COUNT];
     /* prompt GEMM for float weights (NULL: the micro kernels do it) */
     kiln_gemmf_fn gemmf;
+    kiln_gemmp_fn gemmp; /* the same for KILN_F32_P32 weights (NULL: nothing is packed so) */
     /* micro kernel per weight type (NULL: matmul does not support the type) */
     kiln_mm_fn mm[KILN_DTYPE_COUNT];
     /* conversions (filled by the reference level only; SIMD levels leave them) */

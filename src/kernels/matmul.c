@@ -78,6 +78,7 @@ typedef struct {
     kiln_row_q8_fn row_q8;       /* packed path: row converter and kernel, else NULL */
     kiln_gemm16_fn gemm16;
     kiln_gemmf_fn gemmf;         /* float prompt path, else NULL */
+    kiln_gemmp_fn gemmp;         /* fp32 panels (KILN_F32_P32), else NULL */
     task_scratch *scratch;       /* per-task buffers for those two paths */
     kiln_packed16 *packs;        /* one slot per group of 16 rows of the whole matrix */
     const uint8_t *w;
@@ -164,17 +165,34 @@ static size_t packed_scratch_bytes(int64_t k, int64_t rows_per_task) {
     return nb * (512 + 16 * 4 * 2) * (size_t)((rows_per_task + 15) / 16) + (size_t)k + 3 * sizeof(float) * nb;
 }
 
-/* Float weights, a batch of inputs: one task per KILN_GEMMF_ROWS rows, converted to an
- * fp32 panel in the task's scratch and multiplied by every input (kernels_impl.h). */
+/* Float weights, a batch of inputs: one task per rows_per_task rows (whole panels),
+ * converted KILN_GEMMF_ROWS at a time to an fp32 panel in the task's scratch and
+ * multiplied by every input (kernels_impl.h). */
 static void mm_task_gemmf(void *ctx, int64_t t) {
     const mm_job *j = ctx;
-    const int64_t r0 = t * KILN_GEMMF_ROWS;
-    const int nr = (int)(j->m - r0 < KILN_GEMMF_ROWS ? j->m - r0 : KILN_GEMMF_ROWS);
+    const int64_t r0 = t * j->rows_per_task;
+    const int nr = (int)(j->m - r0 < j->rows_per_task ? j->m - r0 : j->rows_per_task);
     int slot;
     float *panel = (float *)(void *)scratch_take(j->scratch, &slot);
     j->gemmf(j->type, j->k, j->w + (size_t)r0 * j->w_stride, j->w_stride, nr, j->act.f, j->act.f_stride, j->n,
              j->y + (size_t)r0, (size_t)j->m, panel);
     scratch_give(j->scratch, slot);
+}
+
+/* Weights packed as fp32 panels: rows_per_task rows (whole panels) per task. */
+static void mm_task_gemmp(void *ctx, int64_t t) {
+    const mm_job *j = ctx;
+    const int64_t r0 = t * j->rows_per_task;
+    const int nr = (int)(j->m - r0 < j->rows_per_task ? j->m - r0 : j->rows_per_task);
+    j->gemmp(j->k, (const float *)(const void *)j->w + (size_t)r0 * (size_t)j->k, nr, j->act.f, j->act.f_stride, j->n,
+             j->y + (size_t)r0, (size_t)j->m);
+}
+
+/* Tasks of whole panels for m rows: up to 4 panels per task, at least 8 tasks for
+ * balance. */
+static int64_t panel_rows_per_task(int64_t m) {
+    const int64_t panels = (m + KILN_GEMMF_ROWS - 1) / KILN_GEMMF_ROWS;
+    return ((panels + 7) / 8 < 4 ? (panels + 7) / 8 : 4) * KILN_GEMMF_ROWS;
 }
 
 /* With one input a matmul is a weight stream; a task then reads one contiguous run
@@ -328,11 +346,30 @@ static kiln_status plan_x16(const kiln_kernel_table *t, const kiln_tensor *w, co
     return KILN_OK;
 }
 
+static kiln_status plan_panels(const kiln_kernel_table *t, const kiln_tensor *w, const float *x, int64_t n, float *y,
+                               mm_part *p) {
+    if (!t->gemmp)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "matmul: fp32-panel weights need the kernels they were packed for (%s)",
+                         t->name);
+    const int64_t k = w->ne[0], m = w->ne[1];
+    if (n < 0 || k <= 0 || m <= 0 || w->ne[2] != 1 || w->ne[3] != 1)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: bad panel shapes");
+    if (n == 0) return KILN_OK;
+    if (!x || !y || !w->data) return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: NULL data");
+    mm_job *j = &p->job.mm;
+    *j = (mm_job){.type = w->type, .gemmp = t->gemmp, .w = w->data, .k = k, .m = m, .n = n, .y = y,
+                  .rows_per_task = panel_rows_per_task(m)};
+    p->n_tasks = (m + j->rows_per_task - 1) / j->rows_per_task;
+    p->fn = mm_task_gemmp;
+    return KILN_OK;
+}
+
 static kiln_status plan_one(const kiln_kernel_table *t, const kiln_tensor *w, const float *x, int64_t n, float *y,
                             mm_part *p) {
     *p = (mm_part){0};
     if (!w) return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: no weight");
     if (kiln_x16_type(w->type)) return plan_x16(t, w, x, n, y, p);
+    if (w->type == KILN_F32_P32) return plan_panels(t, w, x, n, y, p);
     kiln_mm_fn mm = kernel_for(t, w->type);
     if (!mm) return kiln_fail(KILN_ERR_UNSUPPORTED, "matmul: weight type %s is not supported", kiln_dtype_name(w->type));
     const int64_t k = w->ne[0], m = w->ne[1];
@@ -359,7 +396,8 @@ static kiln_status plan_one(const kiln_kernel_table *t, const kiln_tensor *w, co
     if (!kiln_type_quantized(w->type) && n >= KILN_PACK_MIN_N && t->gemmf) { /* float prompt GEMM */
         j->gemmf = t->gemmf;
         p->scratch_bytes = sizeof(float) * KILN_GEMMF_SCRATCH(k);
-        p->n_tasks = (m + KILN_GEMMF_ROWS - 1) / KILN_GEMMF_ROWS;
+        j->rows_per_task = panel_rows_per_task(m);
+        p->n_tasks = (m + j->rows_per_task - 1) / j->rows_per_task;
         p->fn = mm_task_gemmf;
         return KILN_OK;
     }

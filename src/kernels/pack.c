@@ -167,3 +167,45 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
     *mem = p;
     return KILN_OK;
 }
+
+/* fp32 panels (KILN_F32_P32): rows in groups of KILN_GEMMF_ROWS, group g holding
+ * element j of row 32g + r at [j * 32 + r] (rows past m zero). The F16 / BF16 to f32
+ * conversion is exact, so the numbers are still the file's. */
+kiln_status kiln_weight_pack_panels(const kiln_tensor *w, kiln_tensor *out, void **mem) {
+    *mem = NULL;
+    const kiln_kernel_table *t = kiln_kernels_current();
+    if (!t->gemmp || !w || (w->type != KILN_F32 && w->type != KILN_F16 && w->type != KILN_BF16) || w->ne[2] != 1 ||
+        w->ne[3] != 1 || !w->data)
+        return KILN_ERR_UNSUPPORTED;
+    const int64_t k = w->ne[0], m = w->ne[1];
+    size_t row_bytes, total;
+    if (k <= 0 || m <= 0 || !kiln_dtype_row_bytes(w->type, k, &row_bytes) || w->nb[1] < row_bytes)
+        return KILN_ERR_UNSUPPORTED;
+    const int64_t groups = (m + KILN_GEMMF_ROWS - 1) / KILN_GEMMF_ROWS;
+    if (!kiln_mul_ok((size_t)groups * KILN_GEMMF_ROWS, (size_t)k * sizeof(float), &total))
+        return kiln_fail(KILN_ERR_NOMEM, "packing a %lld x %lld matrix: size overflows", (long long)m, (long long)k);
+    float *p = kiln_aligned_alloc(64, total), *row = kiln_malloc_array((size_t)k, sizeof *row);
+    if (!p || !row) {
+        free(p);
+        free(row);
+        return kiln_fail(KILN_ERR_NOMEM, "out of memory packing a %lld x %lld matrix", (long long)m, (long long)k);
+    }
+    memset(p, 0, total);
+    const kiln_kernel_table *ref = kiln_kernels_table(KILN_ISA_REF);
+    for (int64_t r = 0; r < m; r++) {
+        const uint8_t *src = (const uint8_t *)w->data + (size_t)r * w->nb[1];
+        if (w->type == KILN_F32)
+            memcpy(row, src, (size_t)k * sizeof *row);
+        else
+            ref->dequant[w->type](src, row, k);
+        float *g = p + (size_t)(r / KILN_GEMMF_ROWS) * KILN_GEMMF_ROWS * (size_t)k + r % KILN_GEMMF_ROWS;
+        for (int64_t j = 0; j < k; j++) g[(size_t)j * KILN_GEMMF_ROWS] = row[j];
+    }
+    free(row);
+    *out = *w;
+    out->type = KILN_F32_P32;
+    out->nb[0] = sizeof(float), out->nb[1] = (size_t)k * sizeof(float);
+    out->data = p;
+    *mem = p;
+    return KILN_OK;
+}

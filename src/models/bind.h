@@ -45,9 +45,11 @@ typedef struct {
 
 /* Repacks every *slots[i] (NULL slots skipped) that this CPU's kernels pack, in
  * parallel one task each, and points the slot at the packed copy kept in out. Types
- * the kernels leave as they are keep their slot. KILN_ERR_NOMEM on failure (slots
- * packed so far stay valid and are freed with out). */
-kiln_status kiln_pack_matrices(const kiln_tensor **const *slots, int n, kiln_pool *pool, kiln_packed_set *out);
+ * the kernels leave as they are keep their slot. float_panels: float matrices too,
+ * as fp32 panels (kiln_weight_pack_panels: for models that only run batches).
+ * KILN_ERR_NOMEM on failure (slots packed so far stay valid and are freed with out). */
+kiln_status kiln_pack_matrices(const kiln_tensor **const *slots, int n, bool float_panels, kiln_pool *pool,
+                               kiln_packed_set *out);
 
 /* Frees the packed copies. This function can't fail. */
 void kiln_packed_set_free(kiln_packed_set *s);

@@ -41,6 +41,9 @@ typedef enum {
     KILN_Q4_K_X16 = 66,
     KILN_Q6_K_X16 = 67,
     KILN_Q5_0_X16 = 68,
+    /* F32 / F16 / BF16 matrices as fp32 panels of 32 rows, for encoders that only ever
+     * multiply batches (kernels_impl.h, kiln_weight_pack_panels) */
+    KILN_F32_P32 = 69,
 } kiln_dtype;
 
 typedef struct {

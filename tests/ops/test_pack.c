@@ -4,7 +4,8 @@
  * (NMSE <= 1e-10: exact integer block sums, only the float summation order differs,
  * as for the other quantized kernels in test_matmul.c), odd row counts (padding of
  * the last group of 16), sentinels, 1 vs 3 threads bit-identical, and a batch row
- * equal to a call with that row alone.
+ * equal to a call with that row alone. The same for fp32 panels (KILN_F32_P32) from
+ * F32 / F16 / BF16, which must also equal the unpacked float GEMM bit for bit.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,81 @@ int main(void) {
                 free(wf);
                 free(data);
             }
+    /* fp32 panels (KILN_F32_P32) from F32, F16, BF16: against the reference, equal to
+     * the unpacked float GEMM for n >= 16 (the same arithmetic), and the same batch
+     * row / thread-count properties for every n */
+    int panel_cases = 0;
+    const kiln_dtype ftypes[] = {KILN_F32, KILN_F16, KILN_BF16};
+    const int64_t fks[] = {7, 384, 1100}, fms[] = {1, 31, 32, 33, 203}, fns[] = {1, 2, 9, 16, 33};
+    for (size_t ti = 0; ti < 3; ti++)
+        for (size_t ki = 0; ki < 3; ki++)
+            for (size_t mi = 0; mi < 5; mi++) {
+                const int64_t k = fks[ki], m = fms[mi];
+                size_t row;
+                kiln_dtype_row_bytes(ftypes[ti], k, &row);
+                uint8_t *data = malloc(row * (size_t)m);
+                float *wf = malloc(sizeof(float) * (size_t)k);
+                for (int64_t r = 0; r < m; r++) {
+                    for (int64_t j = 0; j < k; j++) wf[j] = kiln_rng_f32(&rng) - 0.5f;
+                    CHECK_OK(kiln_quantize_row(ftypes[ti], wf, data + (size_t)r * row, k));
+                }
+                kiln_tensor w = {.type = ftypes[ti], .n_dims = 2, .ne = {k, m, 1, 1}};
+                size_t total;
+                kiln_tensor_set_contiguous(&w, &total);
+                w.data = data;
+                kiln_tensor pw;
+                void *mem = NULL;
+                kiln_status st = kiln_weight_pack_panels(&w, &pw, &mem);
+                if (!cur->gemmp) {
+                    CHECK(st == KILN_ERR_UNSUPPORTED && mem == NULL);
+                } else {
+                    CHECK_OK(st);
+                    CHECK(pw.type == KILN_F32_P32);
+                    panel_cases++;
+                    for (size_t ni = 0; ni < 5; ni++) {
+                        const int64_t n = fns[ni];
+                        float *x = malloc(sizeof(float) * (size_t)(n * k));
+                        for (int64_t i = 0; i < n * k; i++) x[i] = (kiln_rng_f32(&rng) - 0.5f) * 2;
+                        float *yr = out_alloc(n * m), *y1 = out_alloc(n * m), *y3 = out_alloc(n * m),
+                              *yu = out_alloc(n * m), *ys = out_alloc(m);
+                        CHECK_OK(kiln_matmul_with(ref, &w, x, n, yr, NULL));
+                        CHECK_OK(kiln_matmul(&w, x, n, yu, p3));
+                        CHECK_OK(kiln_matmul(&pw, x, n, y1, p1));
+                        CHECK_OK(kiln_matmul(&pw, x, n, y3, p3));
+                        const double e = nmse(y1, yr, n * m);
+                        CHECK_MSG(e <= 1e-12, "panels from %s k %lld m %lld n %lld: NMSE %g",
+                                  kiln_dtype_name(ftypes[ti]), (long long)k, (long long)m, (long long)n, e);
+                        CHECK(intact(y1, n * m) && intact(y3, n * m));
+                        CHECK_MSG(!memcmp(y1, y3, sizeof(float) * (size_t)(n * m)), "panels: 1 vs 3 threads differ");
+                        if (n >= KILN_PACK_MIN_N)
+                            CHECK_MSG(!memcmp(y1, yu, sizeof(float) * (size_t)(n * m)),
+                                      "panels differ from the unpacked GEMM (%s k %lld m %lld n %lld)",
+                                      kiln_dtype_name(ftypes[ti]), (long long)k, (long long)m, (long long)n);
+                        for (int64_t i = 0; i < n; i++) {
+                            CHECK_OK(kiln_matmul(&pw, x + i * k, 1, ys, p3));
+                            CHECK_MSG(!memcmp(ys, y1 + i * m, sizeof(float) * (size_t)m),
+                                      "panels: batch row %lld differs", (long long)i);
+                        }
+                        CHECK(intact(ys, m));
+                        free(yr - SENT), free(y1 - SENT), free(y3 - SENT), free(yu - SENT), free(ys - SENT), free(x);
+                    }
+                    float x1[1100] = {0}, y0[203];
+                    CHECK(kiln_matmul_with(ref, &pw, x1, 1, y0, NULL) == KILN_ERR_UNSUPPORTED);
+                }
+                free(mem);
+                free(wf);
+                free(data);
+            }
+    /* quantized types have no panel layout */
+    {
+        uint8_t q[34] = {0};
+        kiln_tensor qt = {.type = KILN_Q8_0, .n_dims = 2, .ne = {32, 1, 1, 1}, .data = q};
+        size_t qtotal;
+        kiln_tensor_set_contiguous(&qt, &qtotal);
+        kiln_tensor pq;
+        void *qmem = NULL;
+        CHECK(kiln_weight_pack_panels(&qt, &pq, &qmem) == KILN_ERR_UNSUPPORTED && qmem == NULL);
+    }
     /* types without a packed layout are left alone */
     uint8_t buf[64] = {0};
     kiln_tensor f = {.type = KILN_F32, .n_dims = 2, .ne = {4, 4, 1, 1}, .data = buf};
@@ -113,7 +189,7 @@ int main(void) {
     kiln_tensor pf;
     void *mem = NULL;
     CHECK(kiln_weight_pack(&f, &pf, &mem) == KILN_ERR_UNSUPPORTED && mem == NULL);
-    printf("%s: %d packed cases\n", kiln_kernels_isa(), packed_cases);
+    printf("%s: %d packed cases, %d panel cases\n", kiln_kernels_isa(), packed_cases, panel_cases);
     kiln_pool_free(p1);
     kiln_pool_free(p3);
     TEST_MAIN_END();

@@ -109,16 +109,20 @@ INLINE void tile(int NC, int64_t k, const float *panel, int nr, const float *x, 
     }
 }
 
-static void gemmf(kiln_dtype type, int64_t k, const void *w, size_t ws, int nr, const float *x, size_t xs, int64_t n,
-                  float *y, size_t ldy, float *panel) {
-    fill_panel(type, k, w, ws, nr, panel, panel + KILN_GEMMF_ROWS * (size_t)k);
-    for (int64_t c = 0; c < n; c += KILN_GEMMF_NC) {
+/* One fp32 panel (rows [0, nr <= 32)) times all n inputs. */
+static void panel_times_inputs(int64_t k, const float *panel, int nr, const float *x, size_t xs, int64_t n, float *y,
+                               size_t ldy) {
+    /* Groups of equal width (16 inputs: 8 + 8, not 14 + 2): a narrow last group has
+     * too few accumulators to cover the FMA latency. The grouping does not change any
+     * output's arithmetic. */
+    const int64_t groups = (n + KILN_GEMMF_NC - 1) / KILN_GEMMF_NC, width = groups ? (n + groups - 1) / groups : 0;
+    for (int64_t c = 0; c < n; c += width) {
         const float *xc = x + (size_t)c * xs;
         float *yc = y + (size_t)c * ldy;
         /* a constant tile width per case, so the accumulators stay in registers */
 #define TILE_CASE(N) \
     case N: tile(N, k, panel, nr, xc, xs, yc, ldy); break;
-        switch (n - c < KILN_GEMMF_NC ? n - c : KILN_GEMMF_NC) {
+        switch (n - c < width ? n - c : width) {
             TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4) TILE_CASE(5) TILE_CASE(6) TILE_CASE(7)
             TILE_CASE(8) TILE_CASE(9) TILE_CASE(10) TILE_CASE(11) TILE_CASE(12) TILE_CASE(13)
         default: tile(14, k, panel, nr, xc, xs, yc, ldy); break;
@@ -127,4 +131,26 @@ static void gemmf(kiln_dtype type, int64_t k, const void *w, size_t ws, int nr, 
     }
 }
 
-void kiln_avx512_fill_gemmf(kiln_kernel_table *t) { t->gemmf = gemmf; }
+static void gemmf(kiln_dtype type, int64_t k, const void *w, size_t ws, int nr, const float *x, size_t xs, int64_t n,
+                  float *y, size_t ldy, float *panel) {
+    const uint8_t *wb = w;
+    for (int r0 = 0; r0 < nr; r0 += KILN_GEMMF_ROWS) {
+        const int rows = nr - r0 < KILN_GEMMF_ROWS ? nr - r0 : KILN_GEMMF_ROWS;
+        fill_panel(type, k, wb + (size_t)r0 * ws, ws, rows, panel, panel + KILN_GEMMF_ROWS * (size_t)k);
+        panel_times_inputs(k, panel, rows, x, xs, n, y + r0, ldy);
+    }
+}
+
+/* Weights packed at load as fp32 panels (KILN_F32_P32): the same arithmetic as gemmf
+ * with no conversion per call. */
+static void gemmp(int64_t k, const float *panels, int nr, const float *x, size_t xs, int64_t n, float *y,
+                  size_t ldy) {
+    for (int r0 = 0; r0 < nr; r0 += KILN_GEMMF_ROWS)
+        panel_times_inputs(k, panels + (size_t)r0 * (size_t)k, nr - r0 < KILN_GEMMF_ROWS ? nr - r0 : KILN_GEMMF_ROWS,
+                           x, xs, n, y + r0, ldy);
+}
+
+void kiln_avx512_fill_gemmf(kiln_kernel_table *t) {
+    t->gemmf = gemmf;
+    t->gemmp = gemmp;
+}
