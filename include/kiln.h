@@ -166,6 +166,55 @@ kiln_status kiln_chat_render_json(const char *tmpl, const char *messages_json, c
  * tokenizer.chat_template and tokens, or a Hugging Face folder's tokenizer_config.json.
  * Each out-string is malloc'd, or NULL when the model has none. */
 kiln_status kiln_model_chat_template(const char *model_path, char **tmpl, char **bos, char **eos);
+/* ---- sentence embeddings ---------------------------------------------------------- */
+
+typedef struct kiln_embedder kiln_embedder;
+
+typedef struct {
+    const char *path;           /* GGUF (bert) or sentence-transformers / Hugging Face folder */
+    const char *tokenizer_path; /* optional: tokenizer.json / .gguf; default: the model's
+                                   (GGUF metadata, tokenizer.json, else vocab.txt) */
+    int n_threads;              /* 0: all cores */
+    int batch_tokens;           /* tokens per forward pass; 0: 1024 (never under the
+                                   model's maximum sequence) */
+    bool normalize;             /* L2-normalize even if the model has no Normalize module */
+} kiln_embedder_options;
+
+typedef struct {
+    int dim;               /* embedding size */
+    int max_tokens;        /* longer inputs are truncated to this ([CLS] and [SEP] included) */
+    const char *pooling;   /* "mean", "cls", "last", "max" */
+    bool normalize;        /* outputs are L2-normalized */
+    const char *format;    /* "gguf" or "safetensors" */
+    int n_layer, n_head, n_vocab;
+} kiln_embedder_info;
+
+/* What happened to one input. */
+typedef struct {
+    int tokens;     /* tokens the model saw, [CLS] and [SEP] included */
+    bool truncated; /* the text had more than max_tokens: its end was cut (the final [SEP] kept) */
+} kiln_embed_result;
+
+/* Loads an embedding model and its tokenizer. A model without pooling (no sentence
+ * vector) or with modules kiln does not run is refused with a message naming why. */
+kiln_status kiln_embedder_load(const kiln_embedder_options *opt, kiln_embedder **out);
+/* True if path declares an embedding architecture kiln runs (a GGUF "bert", a folder
+ * with model_type "bert"): cheap, reads only the header / config.json. */
+bool kiln_embedder_supports(const char *path);
+void kiln_embedder_free(kiln_embedder *e);
+void kiln_embedder_get_info(const kiln_embedder *e, kiln_embedder_info *info);
+/* Bytes of weights in memory plus activation buffers. */
+size_t kiln_embedder_memory(const kiln_embedder *e);
+/* Embeds n texts (texts[i] is lens[i] bytes; lens NULL: NUL-terminated): out receives
+ * n x dim floats, res (may be NULL) n results. Inputs are sorted by length and packed
+ * into batches of at most batch_tokens; a text's embedding is bit-identical whatever
+ * the other texts of the call and the thread count. Not reentrant: one call at a time
+ * per embedder. */
+kiln_status kiln_embedder_embed(kiln_embedder *e, const char *const *texts, const size_t *lens, size_t n, float *out,
+                                kiln_embed_result *res);
+/* Cosine similarity of two vectors of dim floats (0 when either is all zeros). */
+float kiln_cosine_similarity(const float *a, const float *b, int dim);
+
 /* ---- engine: the job queue ------------------------------------------------------ */
 
 /* Every capability runs as a job of the engine: a durable queue (SQLite) with
@@ -267,8 +316,9 @@ typedef struct {
 kiln_status kiln_model_quantize(const char *in_path, const char *out_path, const kiln_quantize_options *opt);
 
 /* NULL-terminated names of the model shapes kiln_model_random knows ("smollm-135m",
- * "tinyllama-1.1b", "llama2-7b", "llama3-8b", and the tiny test shapes "tiny",
- * "tiny-bpe"). Static. */
+ * "tinyllama-1.1b", "llama2-7b", "llama3-8b", the tiny test shapes "tiny", "tiny-bpe";
+ * the BERT encoders "minilm-l6", "minilm-l12", "bge-base" and the test shape
+ * "bert-tiny"). Static. */
 const char *const *kiln_random_shapes(void);
 
 typedef struct {
@@ -280,9 +330,11 @@ typedef struct {
     void *user;
 } kiln_random_model_options;
 
-/* Writes a llama GGUF of the named shape with random weights (seeded; stddev 0.02,
- * norms 1) stored directly in opt->type, plus a synthetic but valid tokenizer (SPM
- * "llama" for the llama2/tinyllama shapes, "gpt2" BPE with merges for smollm/llama3).
+/* Writes a llama (or, for the BERT shapes, a GGUF "bert" with mean pooling) GGUF of
+ * the named shape with random weights (seeded; stddev 0.02, norms 1) stored directly
+ * in opt->type, plus a synthetic but valid tokenizer (SPM "llama" for the
+ * llama2/tinyllama shapes, "gpt2" BPE with merges for smollm/llama3, WordPiece "bert"
+ * with BERT's special-token ids for the encoders).
  * Tensors are generated and written one slice at a time: memory stays small whatever
  * the model size. Same errors and temporary-file rule as kiln_model_quantize. */
 kiln_status kiln_model_random(const char *out_path, const kiln_random_model_options *opt);

@@ -6,6 +6,7 @@
  * context, and tg: n decodes of one random token each, from an empty context (as
  * llama-bench's pp512 / tg128). A warm-up run comes first and is not counted.
  * Results are tokens per second, mean ± sample standard deviation over reps.
+ * Embedding models are measured by cmd_bench_embed.c instead.
  */
 #include <math.h>
 #include <stdio.h>
@@ -82,7 +83,7 @@ static cJSON *series_json(const series *s, int tokens) {
 
 int kiln_cmd_bench(int argc, char **argv) {
     const char *model = NULL;
-    int p = 512, n = 128, threads = 0, reps = 5;
+    int p = 512, n = 128, threads = 0, reps = 5, short_len = 16, n_texts = 64;
     bool json = false;
     arg_spec specs[] = {
         {"--model", "-m", ARG_STR, &model, "model file (.gguf, llama2.c .bin or folder)"},
@@ -91,11 +92,14 @@ int kiln_cmd_bench(int argc, char **argv) {
         {"--threads", "-t", ARG_INT, &threads, "threads (default: all cores)"},
         {"--repetitions", "-r", ARG_INT, &reps, "repetitions of each test (default 5)"},
         {"--json", NULL, ARG_FLAG, &json, "print one JSON object instead of the table"},
+        {"--short", NULL, ARG_INT, &short_len, "embedding models: tokens of the one-text latency test (default 16)"},
+        {"--texts", NULL, ARG_INT, &n_texts, "embedding models: texts of -p tokens in the batch test (default 64)"},
     };
     const char *pos[1];
     int n_pos;
     int r = args_parse(argc, argv, specs, sizeof specs / sizeof specs[0], pos, 0, &n_pos,
-                       "usage: kiln bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS] [--json]");
+                       "usage: kiln bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS] [--json]\n"
+                       "       kiln bench -m EMBEDDING_MODEL [--short 16] [-p 128] [--texts 64] [-t N] [-r REPS] [--json]");
     if (r) return r == 1 ? 0 : 2;
     if (!model) {
         fprintf(stderr, "kiln bench: -m MODEL is required\n");
@@ -104,6 +108,16 @@ int kiln_cmd_bench(int argc, char **argv) {
     if (p < 0 || n < 0 || reps < 1 || threads < 0 || (p == 0 && n == 0)) {
         fprintf(stderr, "kiln bench: need -p >= 0, -n >= 0 (not both 0), -r >= 1, -t >= 0\n");
         return 2;
+    }
+    if (kiln_embedder_supports(model)) {
+        /* -p defaults to 512 for an LLM; an embedder's texts default to 128 tokens */
+        bool p_given = false;
+        for (int i = 1; i < argc; i++) p_given |= !strcmp(argv[i], "-p") || !strcmp(argv[i], "--n-prompt");
+        if (short_len < 0 || n_texts < 0) {
+            fprintf(stderr, "kiln bench: --short and --texts must not be negative\n");
+            return 2;
+        }
+        return cli_bench_embed(model, threads, reps, short_len, p_given ? p : 128, n_texts, json);
     }
     kiln_llm_options lo = {.path = model, .n_ctx = (p > n ? p : n) < 16 ? 16 : (p > n ? p : n), .n_threads = threads};
     kiln_llm *llm = NULL;

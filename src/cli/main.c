@@ -13,6 +13,7 @@ static const struct {
 } g_commands[] = {
     {"generate", kiln_cmd_generate, "generate text from a prompt, streamed to stdout"},
     {"tokenize", kiln_cmd_tokenize, "print the token ids of a text"},
+    {"embed", kiln_cmd_embed, "sentence embeddings (BERT family) of texts, or their similarities"},
     {"eval", kiln_cmd_eval, "run the model on tokens: perplexity and last logits"},
     {"info", kiln_cmd_info, "print a model file's metadata and tensor table"},
     {"template", kiln_cmd_template, "render a model's chat template over messages (JSON)"},

@@ -52,19 +52,26 @@ typedef struct kiln_bert kiln_bert;
 typedef struct {
     const char *path;    /* GGUF file or Hugging Face folder */
     int n_threads;       /* 0: all cores */
-    int max_batch;       /* tokens per forward call (sum over its sequences); 0: 2048 */
+    int max_batch;       /* tokens per forward call (sum over its sequences); 0: 1024, and
+                            never under max_tokens */
 } kiln_bert_options;
 
 /* Loads the model. On success *out is owned by the caller (kiln_bert_free). Errors name
  * the file and the problem (missing tensor, wrong shape, unsupported type or option). */
 kiln_status kiln_bert_load(const kiln_bert_options *opt, kiln_bert **out);
 void kiln_bert_free(kiln_bert *m);
+/* True if path is a GGUF of architecture "bert" or a folder whose config.json says
+ * model_type "bert" (whether or not it then loads). May leave kiln_last_error set. */
+bool kiln_bert_probe(const char *path);
 
 const kiln_bert_config *kiln_bert_get_config(const kiln_bert *m);
 /* Tokens one forward call takes at most. */
 int kiln_bert_max_batch(const kiln_bert *m);
 /* Bytes of activation buffers the model holds beyond its weights. */
 size_t kiln_bert_runtime_bytes(const kiln_bert *m);
+/* Bytes of the weights as the forward pass reads them (packed copies where packed;
+ * the embedding tables as stored, of which only the rows used are ever read). */
+size_t kiln_bert_weight_bytes(const kiln_bert *m);
 /* The GGUF file (for its tokenizer), or NULL for a folder. */
 const kiln_gguf *kiln_bert_gguf(const kiln_bert *m);
 /* "gguf" or "safetensors". */

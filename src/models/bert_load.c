@@ -368,6 +368,24 @@ out:
 
 /* ---- entry ------------------------------------------------------------------------- */
 
+bool kiln_bert_probe(const char *path) {
+    struct stat sb;
+    if (!path || stat(path, &sb) != 0) return false;
+    if (S_ISDIR(sb.st_mode)) {
+        cJSON *j = NULL;
+        bool yes = read_json(path, "config.json", false, &j) == KILN_OK && j && json_str(j, "model_type") &&
+                   !strcmp(json_str(j, "model_type"), "bert");
+        cJSON_Delete(j);
+        return yes;
+    }
+    kiln_gguf *g = NULL;
+    if (kiln_gguf_open(path, &g) != KILN_OK) return false;
+    kiln_gguf_str a;
+    bool yes = kiln_gguf_get_str(g, "general.architecture", &a) && kiln_gguf_str_eq(a, "bert");
+    kiln_gguf_close(g);
+    return yes;
+}
+
 kiln_status kiln_bert_bind(kiln_bert *m, const char *path) {
     struct stat sb;
     if (stat(path, &sb) != 0) return kiln_fail(KILN_ERR_NOT_FOUND, "%s: no such file or folder", path);

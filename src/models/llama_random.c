@@ -1,6 +1,6 @@
 /*
- * llama_random.c — kiln_model_random: a llama GGUF of a real model's shape with
- * random weights, for benchmarks (and for comparing with llama.cpp on the same file)
+ * llama_random.c — kiln_model_random: a llama (or BERT encoder) GGUF of a real
+ * model's shape with random weights, for benchmarks (and for comparing with llama.cpp on the same file)
  * without downloading anything.
  *
  * Weights are drawn per row from a xoshiro256** stream seeded by (seed, tensor, row),
@@ -27,6 +27,7 @@
 
 typedef struct {
     const char *name;
+    bool bert; /* a BERT encoder (GGUF "bert", WordPiece) instead of a llama */
     int n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
     double rope_theta;
     bool tied;  /* no output.weight: the output reuses token_embd */
@@ -35,12 +36,17 @@ typedef struct {
 
 /* The real models' hyper-parameters (their config.json), and two tiny shapes for tests. */
 static const shape g_shapes[] = {
-    {"smollm-135m", 576, 30, 9, 3, 1536, 49152, 2048, 10000.0, true, KILN_RVOCAB_BPE_SMOLLM},
-    {"tinyllama-1.1b", 2048, 22, 32, 4, 5632, 32000, 2048, 10000.0, false, KILN_RVOCAB_SPM},
-    {"llama2-7b", 4096, 32, 32, 32, 11008, 32000, 4096, 10000.0, false, KILN_RVOCAB_SPM},
-    {"llama3-8b", 4096, 32, 32, 8, 14336, 128256, 8192, 500000.0, false, KILN_RVOCAB_BPE_LLAMA3},
-    {"tiny", 256, 2, 4, 2, 512, 512, 512, 10000.0, false, KILN_RVOCAB_SPM},
-    {"tiny-bpe", 256, 2, 4, 2, 512, 1024, 512, 10000.0, true, KILN_RVOCAB_BPE_SMOLLM},
+    {"smollm-135m", false, 576, 30, 9, 3, 1536, 49152, 2048, 10000.0, true, KILN_RVOCAB_BPE_SMOLLM},
+    {"tinyllama-1.1b", false, 2048, 22, 32, 4, 5632, 32000, 2048, 10000.0, false, KILN_RVOCAB_SPM},
+    {"llama2-7b", false, 4096, 32, 32, 32, 11008, 32000, 4096, 10000.0, false, KILN_RVOCAB_SPM},
+    {"llama3-8b", false, 4096, 32, 32, 8, 14336, 128256, 8192, 500000.0, false, KILN_RVOCAB_BPE_LLAMA3},
+    {"tiny", false, 256, 2, 4, 2, 512, 512, 512, 10000.0, false, KILN_RVOCAB_SPM},
+    {"tiny-bpe", false, 256, 2, 4, 2, 512, 1024, 512, 10000.0, true, KILN_RVOCAB_BPE_SMOLLM},
+    /* sentence embedders: all-MiniLM-L6-v2 / -L12-v2 (bge-small has the L12 shape), bge-base */
+    {"minilm-l6", true, 384, 6, 12, 12, 1536, 30522, 512, 0, false, KILN_RVOCAB_WPM},
+    {"minilm-l12", true, 384, 12, 12, 12, 1536, 30522, 512, 0, false, KILN_RVOCAB_WPM},
+    {"bge-base", true, 768, 12, 12, 12, 3072, 30522, 512, 0, false, KILN_RVOCAB_WPM},
+    {"bert-tiny", true, 128, 2, 2, 2, 512, 1024, 512, 0, false, KILN_RVOCAB_WPM},
 };
 #define N_SHAPES (sizeof g_shapes / sizeof g_shapes[0])
 
@@ -122,9 +128,31 @@ static kiln_status fill_random(void *user, int64_t row0, int64_t n_rows, void *d
     return KILN_OK;
 }
 
+/* llama.cpp's "bert" keys; mean pooling, as sentence-transformers' MiniLM and (with
+ * cls) bge use; kiln L2-normalizes a GGUF's pooled vectors. */
+static kiln_status set_bert_metadata(kiln_gguf_writer *w, const shape *s) {
+    kiln_status st = kiln_gguf_writer_set_u32(w, "bert.context_length", (uint32_t)s->n_ctx);
+    if (!st) st = kiln_gguf_writer_set_u32(w, "bert.embedding_length", (uint32_t)s->n_embd);
+    if (!st) st = kiln_gguf_writer_set_u32(w, "bert.block_count", (uint32_t)s->n_layer);
+    if (!st) st = kiln_gguf_writer_set_u32(w, "bert.feed_forward_length", (uint32_t)s->n_ff);
+    if (!st) st = kiln_gguf_writer_set_u32(w, "bert.attention.head_count", (uint32_t)s->n_head);
+    if (!st) st = kiln_gguf_writer_set_f32(w, "bert.attention.layer_norm_epsilon", 1e-12f);
+    if (!st) st = kiln_gguf_writer_set_bool(w, "bert.attention.causal", false);
+    if (!st) st = kiln_gguf_writer_set_u32(w, "bert.pooling_type", 1);
+    if (!st) st = kiln_rvocab_write(w, s->vocab, s->n_vocab);
+    return st;
+}
+
 static kiln_status set_metadata(kiln_gguf_writer *w, const shape *s, const kiln_qtype *q) {
     char name[96];
     snprintf(name, sizeof name, "kiln random %s", s->name);
+    if (s->bert) {
+        kiln_status st = kiln_gguf_writer_set_str(w, "general.architecture", "bert");
+        if (!st) st = kiln_gguf_writer_set_str(w, "general.name", name);
+        if (!st) st = kiln_gguf_writer_set_u32(w, "general.file_type", q->ftype);
+        if (!st) st = kiln_gguf_writer_set_u32(w, "general.quantization_version", 2);
+        return st ? st : set_bert_metadata(w, s);
+    }
     kiln_status st = kiln_gguf_writer_set_str(w, "general.architecture", "llama");
     if (!st) st = kiln_gguf_writer_set_str(w, "general.name", name);
     if (!st) st = kiln_gguf_writer_set_u32(w, "general.file_type", q->ftype);
@@ -150,14 +178,15 @@ kiln_status kiln_model_random(const char *out_path, const kiln_random_model_opti
         if (opt->shape && !strcmp(opt->shape, g_shapes[i].name)) s = &g_shapes[i];
     if (!s)
         return kiln_fail(KILN_ERR_INVALID_ARG, "unknown shape '%s' (known: smollm-135m, tinyllama-1.1b, llama2-7b, "
-                         "llama3-8b, tiny, tiny-bpe)", opt->shape ? opt->shape : "");
+                         "llama3-8b, tiny, tiny-bpe, minilm-l6, minilm-l12, bge-base, bert-tiny)",
+                         opt->shape ? opt->shape : "");
     const kiln_qtype *q = kiln_qtype_find(opt->type);
     if (!q)
         return kiln_fail(KILN_ERR_INVALID_ARG, "unknown type '%s' (known: %s)", opt->type ? opt->type : "",
                          kiln_qtype_names());
     if (!kiln_qplan_can_write(q->base)) return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: not supported by this build", q->name);
 
-    int n_t = 2 + !s->tied + 9 * s->n_layer;
+    int n_t = s->bert ? 5 + 16 * s->n_layer : 2 + !s->tied + 9 * s->n_layer;
     int64_t kv = (int64_t)s->n_embd / s->n_head * s->n_head_kv;
     rtensor *ts = calloc((size_t)n_t, sizeof *ts);
     kiln_gguf_writer *w = NULL;
@@ -174,7 +203,31 @@ kiln_status kiln_model_random(const char *out_path, const kiln_random_model_opti
         t->ones = ones_; t->n_dims = (d1) ? 2 : 1; t->ne[0] = d0; t->ne[1] = (d1) ? (d1) : 1; \
     } while (0)
     char nm[64];
-    if (!st) {
+    if (!st && s->bert) {
+        T("token_embd.weight", false, s->n_embd, s->n_vocab);
+        T("token_types.weight", false, s->n_embd, 2);
+        T("position_embd.weight", false, s->n_embd, s->n_ctx);
+        T("token_embd_norm.weight", true, s->n_embd, 0);
+        T("token_embd_norm.bias", false, s->n_embd, 0);
+        static const struct {
+            const char *name;
+            bool ff_out, ff_in, ones;
+        } per[] = {{"attn_q.weight", 0, 0, 0},           {"attn_q.bias", 0, 0, 0},
+                   {"attn_k.weight", 0, 0, 0},           {"attn_k.bias", 0, 0, 0},
+                   {"attn_v.weight", 0, 0, 0},           {"attn_v.bias", 0, 0, 0},
+                   {"attn_output.weight", 0, 0, 0},      {"attn_output.bias", 0, 0, 0},
+                   {"attn_output_norm.weight", 0, 0, 1}, {"attn_output_norm.bias", 0, 0, 0},
+                   {"ffn_up.weight", 1, 0, 0},           {"ffn_up.bias", 1, 0, 0},
+                   {"ffn_down.weight", 0, 1, 0},         {"ffn_down.bias", 0, 0, 0},
+                   {"layer_output_norm.weight", 0, 0, 1}, {"layer_output_norm.bias", 0, 0, 0}};
+        for (int l = 0; l < s->n_layer; l++)
+            for (size_t i = 0; i < sizeof per / sizeof per[0]; i++) {
+                const bool matrix = strstr(per[i].name, ".weight") && !per[i].ones;
+                const int64_t out = per[i].ff_out ? s->n_ff : s->n_embd, in = per[i].ff_in ? s->n_ff : s->n_embd;
+                snprintf(nm, sizeof nm, "blk.%d.%s", l, per[i].name);
+                T(nm, per[i].ones, matrix ? in : out, matrix ? out : 0);
+            }
+    } else if (!st) {
         T("token_embd.weight", false, s->n_embd, s->n_vocab);
         T("output_norm.weight", true, s->n_embd, 0);
         if (!s->tied) T("output.weight", false, s->n_embd, s->n_vocab);

@@ -121,9 +121,39 @@ static kiln_status grow_words(vocab *v, const char *start, int until, bool merge
     return st;
 }
 
+/* BERT's layout: [PAD] 0, [unused0..98], [UNK] [CLS] [SEP] [MASK] 100..103, the
+ * printable ASCII characters, "##0".."##9", then words and "##" continuations grown
+ * over a..z (lowercase, as an uncased BERT's text is after normalization). */
+static kiln_status build_wpm(vocab *v, int n_vocab) {
+    char buf[16];
+    kiln_status st = add(v, "[PAD]", 0, TT_CONTROL);
+    for (int i = 0; i < 99 && !st; i++) {
+        snprintf(buf, sizeof buf, "[unused%d]", i);
+        st = add(v, buf, 0, TT_CONTROL);
+    }
+    if (!st) st = add(v, "[UNK]", 0, TT_UNKNOWN);
+    if (!st) st = add(v, "[CLS]", 0, TT_CONTROL);
+    if (!st) st = add(v, "[SEP]", 0, TT_CONTROL);
+    if (!st) st = add(v, "[MASK]", 0, TT_CONTROL);
+    for (int c = 33; c < 127 && !st; c++) {
+        if (c >= 'A' && c <= 'Z') continue;
+        buf[0] = (char)c;
+        buf[1] = 0;
+        st = add(v, buf, 0, TT_NORMAL);
+    }
+    for (int c = '0'; c <= '9' && !st; c++) {
+        snprintf(buf, sizeof buf, "##%c", c);
+        st = add(v, buf, 0, TT_NORMAL);
+    }
+    if (!st) st = add(v, "##", 0, TT_NORMAL);
+    if (!st) st = grow_words(v, v->tok[v->n - 1], n_vocab, false);
+    return st;
+}
+
 static kiln_status build(vocab *v, kiln_rvocab_kind kind, int n_vocab) {
     kiln_status st = KILN_OK;
     char buf[16];
+    if (kind == KILN_RVOCAB_WPM) return build_wpm(v, n_vocab);
     if (kind == KILN_RVOCAB_SPM) {
         st = add(v, "<unk>", 0, TT_UNKNOWN);
         if (!st) st = add(v, "<s>", 0, TT_CONTROL);
@@ -179,6 +209,20 @@ kiln_status kiln_rvocab_write(kiln_gguf_writer *w, kiln_rvocab_kind kind, int n_
                                                            : kiln_fail(KILN_ERR_NOMEM, "out of memory");
     if (!st && v.n != n_vocab) st = kiln_fail(KILN_ERR_INVALID_ARG, "random vocabulary: made %d of %d tokens", v.n, n_vocab);
     bool spm = kind == KILN_RVOCAB_SPM;
+    if (kind == KILN_RVOCAB_WPM) {
+        if (!st) st = kiln_gguf_writer_set_str(w, "tokenizer.ggml.model", "bert");
+        if (!st) st = kiln_gguf_writer_set_str_arr(w, "tokenizer.ggml.tokens", (const char *const *)v.tok, (uint64_t)v.n);
+        if (!st) st = kiln_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", KILN_GGUF_INT32, v.type, (uint64_t)v.n);
+        static const struct {
+            const char *key;
+            uint32_t id;
+        } ids[] = {{"tokenizer.ggml.padding_token_id", 0}, {"tokenizer.ggml.unknown_token_id", 100},
+                   {"tokenizer.ggml.cls_token_id", 101},    {"tokenizer.ggml.seperator_token_id", 102},
+                   {"tokenizer.ggml.mask_token_id", 103}};
+        for (size_t i = 0; i < sizeof ids / sizeof ids[0] && !st; i++) st = kiln_gguf_writer_set_u32(w, ids[i].key, ids[i].id);
+        vocab_free(&v);
+        return st;
+    }
     if (!st) st = kiln_gguf_writer_set_str(w, "tokenizer.ggml.model", spm ? "llama" : "gpt2");
     if (!st && !spm)
         st = kiln_gguf_writer_set_str(w, "tokenizer.ggml.pre", kind == KILN_RVOCAB_BPE_SMOLLM ? "smollm" : "llama-bpe");

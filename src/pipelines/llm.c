@@ -93,7 +93,12 @@ static kiln_status tokenizer_beside_model(const char *path, const kiln_gguf *ggu
     if (gguf) return kiln_gguf_find(gguf, "tokenizer.ggml.model") ? kiln_tokenizer_from_gguf(gguf, out) : KILN_OK;
     if (is_dir(path)) {
         snprintf(p, sizeof p, "%s/tokenizer.json", path);
-        return file_exists(p) ? tokenizer_from_file(p, n_vocab, out) : KILN_OK;
+        if (file_exists(p)) return tokenizer_from_file(p, n_vocab, out);
+        /* a BERT folder may have only BertTokenizer's vocab.txt */
+        char cfg[4096];
+        snprintf(p, sizeof p, "%s/vocab.txt", path);
+        snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", path);
+        return file_exists(p) ? kiln_tokenizer_from_vocab_txt(p, file_exists(cfg) ? cfg : NULL, out) : KILN_OK;
     }
     char *dir = dir_of(path); /* a llama2.c checkpoint: tokenizer.bin beside it */
     if (!dir) return kiln_fail(KILN_ERR_NOMEM, "out of memory");
