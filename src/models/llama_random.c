@@ -248,6 +248,8 @@ kiln_status kiln_model_random(const char *out_path, const kiln_random_model_opti
     for (int i = 0; i < n_t && !st; i++) {
         rtensor *t = &ts[i];
         t->type = kiln_qplan_tensor_type(q, &pm, t->name, t->n_dims, t->ne, KILN_F32);
+        /* a BERT's two segment embeddings stay f32: llama.cpp adds them as a plain tensor */
+        if (s->bert && !strcmp(t->name, "token_types.weight")) t->type = KILN_F32;
         if (!kiln_qplan_can_write(t->type)) {
             st = kiln_fail(KILN_ERR_UNSUPPORTED, "%s: not supported by this build (%s needs it for '%s')",
                            kiln_dtype_name(t->type), q->name, t->name);

@@ -220,6 +220,8 @@ kiln_status kiln_rvocab_write(kiln_gguf_writer *w, kiln_rvocab_kind kind, int n_
                    {"tokenizer.ggml.cls_token_id", 101},    {"tokenizer.ggml.seperator_token_id", 102},
                    {"tokenizer.ggml.mask_token_id", 103}};
         for (size_t i = 0; i < sizeof ids / sizeof ids[0] && !st; i++) st = kiln_gguf_writer_set_u32(w, ids[i].key, ids[i].id);
+        /* segment vocabulary size: llama.cpp refuses a BERT without it */
+        if (!st) st = kiln_gguf_writer_set_u32(w, "tokenizer.ggml.token_type_count", 2);
         vocab_free(&v);
         return st;
     }
