@@ -203,6 +203,9 @@ kiln_status kiln_embedder_load(const kiln_embedder_options *opt, kiln_embedder *
 bool kiln_embedder_supports(const char *path);
 void kiln_embedder_free(kiln_embedder *e);
 void kiln_embedder_get_info(const kiln_embedder *e, kiln_embedder_info *info);
+/* Whether the following calls L2-normalize (true) or return the pooled vectors as they
+ * are (false), whatever the model's modules say (the server's per-request option). */
+void kiln_embedder_set_normalize(kiln_embedder *e, bool normalize);
 /* Bytes of weights in memory plus activation buffers. */
 size_t kiln_embedder_memory(const kiln_embedder *e);
 /* Embeds n texts (texts[i] is lens[i] bytes; lens NULL: NUL-terminated): out receives

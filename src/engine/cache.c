@@ -17,7 +17,8 @@
 
 typedef struct {
     char *name;
-    kiln_llm *llm;
+    kiln_llm *llm;       /* exactly one of these is set */
+    kiln_embedder *emb;
     bool in_use;
     double last_used, keep_alive, load_seconds;
     int64_t weight_bytes, runtime_bytes;
@@ -43,6 +44,7 @@ kiln_status kiln_cache_create(int64_t budget_bytes, int n_threads, kiln_model_ca
 
 static void drop(kiln_model_cache *c, int i) {
     kiln_llm_free(c->v[i].llm);
+    kiln_embedder_free(c->v[i].emb);
     free(c->v[i].name);
     c->v[i] = c->v[--c->n];
 }
@@ -81,6 +83,30 @@ static int lru_idle(const kiln_model_cache *c) {
     return best;
 }
 
+/* An embedder knows its memory only once loaded: over the budget, it is unloaded again
+ * (after evicting what idle instances can be) and the load fails as an LLM's would. */
+static kiln_status load_embedder(kiln_model_cache *c, const kiln_model_spec *spec, kiln_embedder **out,
+                                 double *secs) {
+    kiln_embedder_options o = {.path = spec->path, .tokenizer_path = spec->tokenizer_path, .n_threads = c->n_threads};
+    double t0 = kiln_time_now();
+    kiln_status st = kiln_embedder_load(&o, out);
+    *secs = kiln_time_now() - t0;
+    if (st || c->budget <= 0) return st;
+    const int64_t need = (int64_t)kiln_embedder_memory(*out) + (name_loaded(c, spec->name) ? 0 : spec->weight_bytes);
+    while (c->budget - used_bytes(c) < need) {
+        int victim = lru_idle(c);
+        if (victim < 0) {
+            kiln_embedder_free(*out);
+            *out = NULL;
+            return kiln_fail(KILN_ERR_CAPACITY, "model '%s' needs %lld MiB; the memory budget of %lld MiB has %lld "
+                             "MiB free", spec->name, (long long)(need >> 20), (long long)(c->budget >> 20),
+                             (long long)((c->budget - used_bytes(c)) >> 20));
+        }
+        drop(c, victim);
+    }
+    return KILN_OK;
+}
+
 static kiln_status load(kiln_model_cache *c, const kiln_model_spec *spec, kiln_llm **out, double *secs) {
     for (;;) {
         int64_t free_bytes = 0;
@@ -113,17 +139,18 @@ static kiln_status load(kiln_model_cache *c, const kiln_model_spec *spec, kiln_l
     }
 }
 
-kiln_status kiln_cache_acquire(kiln_model_cache *c, const kiln_model_spec *spec, kiln_llm **out, bool *loaded,
-                               double *load_seconds) {
-    *out = NULL;
+/* One instance of spec's model for exclusive use: an LLM (llm) or an embedder (emb). */
+static kiln_status acquire(kiln_model_cache *c, const kiln_model_spec *spec, kiln_llm **llm, kiln_embedder **emb,
+                           bool *loaded, double *load_seconds) {
     if (loaded) *loaded = false;
     if (load_seconds) *load_seconds = 0;
     pthread_mutex_lock(&c->mu);
     kiln_status st = KILN_OK;
     for (int i = 0; i < c->n; i++) {
-        if (!c->v[i].in_use && !strcmp(c->v[i].name, spec->name)) {
+        if (!c->v[i].in_use && !strcmp(c->v[i].name, spec->name) && (llm ? c->v[i].llm != NULL : c->v[i].emb != NULL)) {
             c->v[i].in_use = true;
-            *out = c->v[i].llm;
+            if (llm) *llm = c->v[i].llm;
+            else *emb = c->v[i].emb;
             goto done;
         }
     }
@@ -137,18 +164,20 @@ kiln_status kiln_cache_acquire(kiln_model_cache *c, const kiln_model_spec *spec,
         c->v = nv;
         c->cap = nc;
     }
-    kiln_llm *llm = NULL;
+    kiln_llm *l = NULL;
+    kiln_embedder *m = NULL;
     double secs = 0;
     char *name = kiln_strdup(spec->name);
     if (!name) st = kiln_fail(KILN_ERR_NOMEM, "out of memory");
-    else st = load(c, spec, &llm, &secs);
+    else st = llm ? load(c, spec, &l, &secs) : load_embedder(c, spec, &m, &secs);
     if (st) {
         free(name);
         goto done;
     }
-    c->v[c->n++] = (instance){name, llm, true, kiln_time_now(), spec->keep_alive, secs, spec->weight_bytes,
-                              (int64_t)kiln_llm_memory(llm)};
-    *out = llm;
+    c->v[c->n++] = (instance){name, l, m, true, kiln_time_now(), spec->keep_alive, secs, spec->weight_bytes,
+                              (int64_t)(l ? kiln_llm_memory(l) : kiln_embedder_memory(m))};
+    if (llm) *llm = l;
+    else *emb = m;
     if (loaded) *loaded = true;
     if (load_seconds) *load_seconds = secs;
 done:
@@ -156,11 +185,23 @@ done:
     return st;
 }
 
-void kiln_cache_release(kiln_model_cache *c, kiln_llm *llm) {
-    if (!llm) return;
+kiln_status kiln_cache_acquire(kiln_model_cache *c, const kiln_model_spec *spec, kiln_llm **out, bool *loaded,
+                               double *load_seconds) {
+    *out = NULL;
+    return acquire(c, spec, out, NULL, loaded, load_seconds);
+}
+
+kiln_status kiln_cache_acquire_embedder(kiln_model_cache *c, const kiln_model_spec *spec, kiln_embedder **out,
+                                        bool *loaded, double *load_seconds) {
+    *out = NULL;
+    return acquire(c, spec, NULL, out, loaded, load_seconds);
+}
+
+static void release(kiln_model_cache *c, const void *handle) {
+    if (!handle) return;
     pthread_mutex_lock(&c->mu);
     for (int i = 0; i < c->n; i++) {
-        if (c->v[i].llm == llm) {
+        if ((const void *)c->v[i].llm == handle || (const void *)c->v[i].emb == handle) {
             c->v[i].in_use = false;
             c->v[i].last_used = kiln_time_now();
             if (c->v[i].keep_alive == 0) drop(c, i);
@@ -169,6 +210,9 @@ void kiln_cache_release(kiln_model_cache *c, kiln_llm *llm) {
     }
     pthread_mutex_unlock(&c->mu);
 }
+
+void kiln_cache_release(kiln_model_cache *c, kiln_llm *llm) { release(c, llm); }
+void kiln_cache_release_embedder(kiln_model_cache *c, kiln_embedder *e) { release(c, e); }
 
 int kiln_cache_reap(kiln_model_cache *c) {
     int n = 0;

@@ -44,6 +44,11 @@ void kiln_cache_free(kiln_model_cache *c);
 kiln_status kiln_cache_acquire(kiln_model_cache *c, const kiln_model_spec *spec, kiln_llm **out, bool *loaded,
                                double *load_seconds);
 void kiln_cache_release(kiln_model_cache *c, kiln_llm *llm);
+/* The same for embedding models: instances of a name are embedders, counted with
+ * their weights and activation buffers. */
+kiln_status kiln_cache_acquire_embedder(kiln_model_cache *c, const kiln_model_spec *spec, kiln_embedder **out,
+                                        bool *loaded, double *load_seconds);
+void kiln_cache_release_embedder(kiln_model_cache *c, kiln_embedder *e);
 /* Unloads idle instances past their keep-alive. Returns how many it unloaded. */
 int kiln_cache_reap(kiln_model_cache *c);
 /* Bytes counted against the budget now. */

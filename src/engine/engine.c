@@ -132,6 +132,22 @@ static kiln_status check_model(kiln_engine *e, const char *name) {
     return st;
 }
 
+/* An embedding job needs an embedding model and a text job a language model: said at
+ * submit, not after a load. */
+static kiln_status check_model_kind(kiln_engine *e, const char *name, kiln_job_kind kind) {
+    kiln_model_entry me = {0};
+    kiln_status st = kiln_registry_resolve(e->reg, name, &me);
+    if (!st && (kind == KILN_JOB_TEXT || kind == KILN_JOB_EMBEDDING)) {
+        const bool embedder = kiln_embedder_supports(me.path);
+        if (kind == KILN_JOB_EMBEDDING && !embedder)
+            st = kiln_fail(KILN_ERR_INVALID_ARG, "model '%s' is not an embedding model (BERT family)", name);
+        else if (kind == KILN_JOB_TEXT && embedder)
+            st = kiln_fail(KILN_ERR_INVALID_ARG, "model '%s' is an embedding model: use /v1/embeddings", name);
+    }
+    kiln_model_entry_clear(&me);
+    return st;
+}
+
 /* ---- lifecycle ---------------------------------------------------------------------- */
 
 static kiln_status add_live(kiln_engine *e, kiln_job_rec *rec, live_job **out) {
@@ -343,7 +359,7 @@ static kiln_status build_job(kiln_engine *e, const cJSON *req, kiln_job_rec *rec
         if (kind && (st = kiln_job_kind_parse(kind->valuestring, &rec->kind))) return st;
     }
     const char *model_name = prog ? prog->model : model->valuestring;
-    if ((st = check_model(e, model_name))) return st;
+    if ((st = check_model_kind(e, model_name, rec->kind))) return st;
 
     kiln_params p;
     kiln_params_default(&p, rec->kind);
@@ -351,7 +367,9 @@ static kiln_status build_job(kiln_engine *e, const cJSON *req, kiln_job_rec *rec
     if (!st) st = kiln_params_parse(&p, rec->kind, params, "params", &e->limits, NULL);
     if (!st && rec->kind == KILN_JOB_TEXT && !(p.set & (KP_PROMPT | KP_MESSAGES)))
         st = kiln_fail(KILN_ERR_INVALID_ARG, "params: a text job needs 'prompt' or 'messages'");
-    if (!st && rec->kind != KILN_JOB_TEXT)
+    if (!st && rec->kind == KILN_JOB_EMBEDDING && !(p.set & KP_INPUT))
+        st = kiln_fail(KILN_ERR_INVALID_ARG, "params: an embedding job needs 'input'");
+    if (!st && rec->kind != KILN_JOB_TEXT && rec->kind != KILN_JOB_EMBEDDING)
         st = kiln_fail(KILN_ERR_UNSUPPORTED, "%s jobs are not available yet in this build of kiln",
                        kiln_job_kind_name(rec->kind));
     if (!st && !(p.set & KP_SEED)) {
@@ -365,7 +383,8 @@ static kiln_status build_job(kiln_engine *e, const cJSON *req, kiln_job_rec *rec
         rec->params = kiln_params_to_json(&p, rec->kind);
         rec->model = kiln_strdup(model_name);
         rec->program = prog ? kiln_strdup(prog->name) : NULL;
-        rec->total = p.max_tokens;
+        rec->total = rec->kind == KILN_JOB_EMBEDDING ? (cJSON_IsArray(p.input) ? cJSON_GetArraySize(p.input) : 1)
+                                                     : p.max_tokens;
         if (!rec->params || !rec->model || (prog && !rec->program)) st = kiln_fail(KILN_ERR_NOMEM, "out of memory");
     }
     kiln_params_clear(&p);

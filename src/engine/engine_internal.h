@@ -74,5 +74,18 @@ kiln_status kiln_engine_build_prompt(const kiln_params *p, const kiln_llm *llm, 
 void *kiln_engine_worker_main(void *arg);
 /* Runs a text job (without e->mu held); fills j->rec's result/state/error under the lock. */
 void kiln_engine_run_text(kiln_engine *e, live_job *j);
+/* The cache spec of a model name (resolved through the registry and the config). */
+kiln_status kiln_engine_model_spec(kiln_engine *e, const char *name, kiln_model_entry *me, kiln_model_spec *spec);
+
+/* worker_embed.c: embedding jobs queued for one model run together as one batch. */
+#define KILN_EMBED_GROUP_MAX 64   /* jobs per batch */
+#define KILN_EMBED_GROUP_TEXTS 2048 /* texts per batch (a job may have more on its own) */
+/* Fills group with first and the other queued embedding jobs of its model and
+ * normalize setting, oldest first, within the limits above; returns the count.
+ * Called with mu held. */
+int kiln_engine_embed_group(kiln_engine *e, live_job *first, live_job **group);
+/* Runs n embedding jobs (all started) as one embedder call, without e->mu held; fills
+ * each job's result/state/error under the lock. */
+void kiln_engine_run_embed(kiln_engine *e, live_job **group, int n);
 
 #endif

@@ -149,14 +149,30 @@ static kiln_status check_messages(const cJSON *v, const char *where, const kiln_
     return KILN_OK;
 }
 
-static kiln_status check_input(const cJSON *v, const char *where) {
-    if (cJSON_IsString(v)) return KILN_OK;
+/* As many inputs per request as OpenAI's embeddings endpoint takes. */
+#define MAX_INPUTS 2048
+
+static kiln_status check_input(const cJSON *v, const char *where, const kiln_param_limits *lim) {
+    const size_t max = lim && lim->max_prompt ? lim->max_prompt : 0;
+    if (cJSON_IsString(v)) {
+        if (max && strlen(v->valuestring) > max)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "%s: 'input' is longer than %zu bytes", where, max);
+        return KILN_OK;
+    }
     if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) == 0)
         return kiln_fail(KILN_ERR_INVALID_ARG, "%s: 'input' must be a string or a non-empty array of strings", where);
+    if (cJSON_GetArraySize(v) > MAX_INPUTS)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: 'input' has %d entries; at most %d", where, cJSON_GetArraySize(v),
+                         MAX_INPUTS);
     const cJSON *s;
+    int i = 0;
     cJSON_ArrayForEach(s, v) {
         if (!cJSON_IsString(s))
-            return kiln_fail(KILN_ERR_INVALID_ARG, "%s: every 'input' entry must be a string", where);
+            return kiln_fail(KILN_ERR_INVALID_ARG, "%s: every 'input' entry must be a string (token arrays are not "
+                             "supported)", where);
+        if (max && strlen(s->valuestring) > max)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "%s: 'input' entry %d is longer than %zu bytes", where, i, max);
+        i++;
     }
     return KILN_OK;
 }
@@ -207,7 +223,7 @@ static kiln_status parse_one(kiln_params *p, const pspec *s, const cJSON *v, con
         return parse_stop(p, v, where);
     case T_MESSAGES:
     case T_INPUT: {
-        kiln_status st = s->type == T_MESSAGES ? check_messages(v, where, lim) : check_input(v, where);
+        kiln_status st = s->type == T_MESSAGES ? check_messages(v, where, lim) : check_input(v, where, lim);
         if (st) return st;
         cJSON *dup = cJSON_Duplicate(v, true);
         if (!dup) return kiln_fail(KILN_ERR_NOMEM, "out of memory");

@@ -27,6 +27,30 @@ static live_job *pick(kiln_engine *e) {
     return best;
 }
 
+/* Marks j running and records it; false (j then failed) if the store cannot. Called
+ * with mu held. */
+static bool start(kiln_engine *e, live_job *j) {
+    j->rec.state = KILN_JOB_RUNNING;
+    j->rec.started = kiln_time_unix();
+    j->rec.attempts++;
+    j->rec.done = 0;
+    e->n_queued--;
+    e->n_running++;
+    j->refs++;
+    if (kiln_store_update(e->store, &j->rec)) {
+        /* Cannot record the start: do not run what we could not account for. */
+        j->rec.state = KILN_JOB_FAILED;
+        j->rec.finished = kiln_time_unix();
+        j->rec.error = kiln_strdup(kiln_last_error());
+        kiln_engine_finish(e, j);
+        return false;
+    }
+    cJSON *d = kiln_job_rec_to_json(&j->rec, -1);
+    kiln_engine_push_event(e, j, "started", d);
+    cJSON_Delete(d);
+    return true;
+}
+
 void *kiln_engine_worker_main(void *arg) {
     kiln_engine *e = arg;
     pthread_mutex_lock(&e->mu);
@@ -34,29 +58,25 @@ void *kiln_engine_worker_main(void *arg) {
         live_job *j = NULL;
         while (!e->stopping && !(j = pick(e))) pthread_cond_wait(&e->work_cv, &e->mu);
         if (e->stopping) break;
-        j->rec.state = KILN_JOB_RUNNING;
-        j->rec.started = kiln_time_unix();
-        j->rec.attempts++;
-        j->rec.done = 0;
-        e->n_queued--;
-        e->n_running++;
-        j->refs++;
-        if (kiln_store_update(e->store, &j->rec)) {
-            /* Cannot record the start: do not run what we could not account for. */
-            j->rec.state = KILN_JOB_FAILED;
-            j->rec.finished = kiln_time_unix();
-            j->rec.error = kiln_strdup(kiln_last_error());
-            kiln_engine_finish(e, j);
-        } else {
-            cJSON *d = kiln_job_rec_to_json(&j->rec, -1);
-            kiln_engine_push_event(e, j, "started", d);
-            cJSON_Delete(d);
+        /* Embedding jobs queued for the same model run together, as one batch. */
+        live_job *group[KILN_EMBED_GROUP_MAX];
+        int n = j->rec.kind == KILN_JOB_EMBEDDING ? kiln_engine_embed_group(e, j, group) : 1;
+        if (n == 1) group[0] = j;
+        int ok = 0;
+        for (int i = 0; i < n; i++)
+            if (start(e, group[i])) group[ok++] = group[i];
+            else group[i]->refs--;
+        if (ok) {
             pthread_mutex_unlock(&e->mu);
-            kiln_engine_run_text(e, j);
+            if (j->rec.kind == KILN_JOB_EMBEDDING) kiln_engine_run_embed(e, group, ok);
+            else kiln_engine_run_text(e, j);
             pthread_mutex_lock(&e->mu);
         }
-        e->n_running--;
-        j->refs--;
+        for (int i = 0; i < ok; i++) {
+            e->n_running--;
+            group[i]->refs--;
+        }
+        for (int i = ok; i < n; i++) e->n_running--;
     }
     pthread_mutex_unlock(&e->mu);
     return NULL;
@@ -132,7 +152,7 @@ static cJSON *text_result(const text_run *r, const kiln_gen_stats *gs, kiln_stat
     return o;
 }
 
-static kiln_status model_spec(kiln_engine *e, const char *name, kiln_model_entry *me, kiln_model_spec *spec) {
+kiln_status kiln_engine_model_spec(kiln_engine *e, const char *name, kiln_model_entry *me, kiln_model_spec *spec) {
     kiln_status st = kiln_registry_resolve(e->reg, name, me);
     if (st) return st;
     const kiln_model_conf *mc = kiln_presets_model(e->presets, name);
@@ -160,7 +180,7 @@ void kiln_engine_run_text(kiln_engine *e, live_job *j) {
 
     /* j->rec.params and model are not changed while the job runs: read them unlocked. */
     kiln_status st = kiln_params_parse(&p, KILN_JOB_TEXT, j->rec.params, "job params", NULL, NULL);
-    if (!st) st = model_spec(e, j->rec.model, &me, &spec);
+    if (!st) st = kiln_engine_model_spec(e, j->rec.model, &me, &spec);
     if (!st) st = kiln_cache_acquire(e->cache, &spec, &llm, &loaded, &load_s);
     if (!st && loaded) {
         pthread_mutex_lock(&e->mu);

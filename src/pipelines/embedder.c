@@ -77,6 +77,8 @@ kiln_status kiln_embedder_load(const kiln_embedder_options *opt, kiln_embedder *
 
 bool kiln_embedder_supports(const char *path) { return kiln_bert_probe(path); }
 
+void kiln_embedder_set_normalize(kiln_embedder *e, bool normalize) { e->normalize = normalize; }
+
 void kiln_embedder_free(kiln_embedder *e) {
     if (!e) return;
     kiln_bert_free(e->model);

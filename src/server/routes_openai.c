@@ -146,6 +146,19 @@ static cJSON *completion_json(const kiln_job_rec *j, bool chat, const char *mode
     return o;
 }
 
+MHD_Result_t kiln_http_job_failed(struct MHD_Connection *c, http_req *r, const kiln_job_rec *done) {
+    const cJSON *status = cJSON_GetObjectItemCaseSensitive(done->result, "status");
+    int code = 500;
+    if (done->state == KILN_JOB_CANCELLED) code = 409;
+    else if (cJSON_IsString(status) && !strcmp(status->valuestring, "ERR_CAPACITY")) code = 507;
+    else if (cJSON_IsString(status) && (!strcmp(status->valuestring, "ERR_CONTEXT_FULL") ||
+                                        !strcmp(status->valuestring, "ERR_INVALID_ARG") ||
+                                        !strcmp(status->valuestring, "ERR_UNSUPPORTED")))
+        code = 400;
+    return kiln_http_error(c, r, code, "job %s %s: %s", done->id, kiln_job_state_name(done->state),
+                           done->error ? done->error : "no reason recorded");
+}
+
 MHD_Result_t kiln_route_completions(struct MHD_Connection *c, http_req *r, bool chat) {
     MHD_Result_t ret;
     cJSON *req = kiln_http_body_json(c, r, &ret);
@@ -192,15 +205,7 @@ MHD_Result_t kiln_route_completions(struct MHD_Connection *c, http_req *r, bool 
         ret = kiln_http_json(c, r, 200, o);
         cJSON_Delete(o);
     } else {
-        const cJSON *status = cJSON_GetObjectItemCaseSensitive(done.result, "status");
-        int code = 500;
-        if (done.state == KILN_JOB_CANCELLED) code = 409;
-        else if (cJSON_IsString(status) && !strcmp(status->valuestring, "ERR_CAPACITY")) code = 507;
-        else if (cJSON_IsString(status) && (!strcmp(status->valuestring, "ERR_CONTEXT_FULL") ||
-                                            !strcmp(status->valuestring, "ERR_INVALID_ARG")))
-            code = 400;
-        ret = kiln_http_error(c, r, code, "job %s %s: %s", done.id, kiln_job_state_name(done.state),
-                              done.error ? done.error : "no reason recorded");
+        ret = kiln_http_job_failed(c, r, &done);
     }
     kiln_job_rec_clear(&done);
     return ret;

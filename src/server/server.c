@@ -255,7 +255,7 @@ static bool authorized(kiln_server *s, struct MHD_Connection *c) {
 
 static const char *route_name(const char *url) {
     static const char *const fixed[] = {"/health", "/metrics", "/v1/models", "/v1/programs", "/v1/completions",
-                                        "/v1/chat/completions", "/v1/jobs", NULL};
+                                        "/v1/chat/completions", "/v1/embeddings", "/v1/jobs", NULL};
     for (const char *const *f = fixed; *f; f++)
         if (!strcmp(url, *f)) return *f;
     if (!strncmp(url, "/v1/jobs/", 9)) {
@@ -280,6 +280,8 @@ static MHD_Result_t dispatch(struct MHD_Connection *c, http_req *r, const char *
         return post ? kiln_route_completions(c, r, false) : kiln_http_error(c, r, 405, "use POST");
     if (!strcmp(url, "/v1/chat/completions"))
         return post ? kiln_route_completions(c, r, true) : kiln_http_error(c, r, 405, "use POST");
+    if (!strcmp(url, "/v1/embeddings"))
+        return post ? kiln_route_embeddings(c, r) : kiln_http_error(c, r, 405, "use POST");
     if (!strcmp(url, "/v1/jobs") || !strncmp(url, "/v1/jobs/", 9)) return kiln_route_jobs(c, r, method, url);
     return kiln_http_error(c, r, 404, "no route %s %s", method, url);
 }

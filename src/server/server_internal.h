@@ -63,6 +63,11 @@ cJSON *kiln_http_body_json(struct MHD_Connection *c, http_req *r, MHD_Result_t *
 /* routes_openai.c */
 MHD_Result_t kiln_route_models(struct MHD_Connection *c, http_req *r);
 MHD_Result_t kiln_route_completions(struct MHD_Connection *c, http_req *r, bool chat);
+/* POST /v1/embeddings (routes_embed.c). */
+MHD_Result_t kiln_route_embeddings(struct MHD_Connection *c, http_req *r);
+/* The error response for a job that did not complete (cancelled 409, capacity 507, bad
+ * input 400, else 500), naming the job and why. */
+MHD_Result_t kiln_http_job_failed(struct MHD_Connection *c, http_req *r, const kiln_job_rec *done);
 /* routes_jobs.c */
 MHD_Result_t kiln_route_jobs(struct MHD_Connection *c, http_req *r, const char *method, const char *url);
 /* stream.c: SSE of job events (raw: kiln's event names; openai: completion chunks). */
