@@ -234,20 +234,6 @@ static kiln_status read_json(const char *dir, const char *file, bool required, c
     return KILN_OK;
 }
 
-static kiln_status json_int(const cJSON *o, const char *key, bool required, int dflt, int *out, const char *what) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!v || cJSON_IsNull(v)) {
-        if (required) return kiln_fail(KILN_ERR_FORMAT, "%s lacks '%s'", what, key);
-        *out = dflt;
-        return KILN_OK;
-    }
-    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > INT32_MAX ||
-        v->valuedouble != floor(v->valuedouble))
-        return kiln_fail(KILN_ERR_FORMAT, "%s: '%s' is not a valid integer", what, key);
-    *out = (int)v->valuedouble;
-    return KILN_OK;
-}
-
 static const char *json_str(const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     return cJSON_IsString(v) ? v->valuestring : NULL;
@@ -343,18 +329,18 @@ static kiln_status load_hf(kiln_bert *m, const char *dir) {
                        what, pos_type);
     }
     c->gelu_tanh = act && strcmp(act, "gelu") != 0;
-    if (st || (st = json_int(j, "hidden_size", true, 0, &c->n_embd, what)) ||
-        (st = json_int(j, "num_hidden_layers", true, 0, &c->n_layer, what)) ||
-        (st = json_int(j, "num_attention_heads", true, 0, &c->n_head, what)) ||
-        (st = json_int(j, "intermediate_size", true, 0, &c->n_ff, what)) ||
-        (st = json_int(j, "vocab_size", true, 0, &c->n_vocab, what)) ||
-        (st = json_int(j, "max_position_embeddings", false, 512, &c->n_pos, what)) ||
-        (st = json_int(j, "type_vocab_size", false, 2, &c->n_types, what)))
+    if (st || (st = kiln_json_int(j, "hidden_size", true, 0, &c->n_embd, what)) ||
+        (st = kiln_json_int(j, "num_hidden_layers", true, 0, &c->n_layer, what)) ||
+        (st = kiln_json_int(j, "num_attention_heads", true, 0, &c->n_head, what)) ||
+        (st = kiln_json_int(j, "intermediate_size", true, 0, &c->n_ff, what)) ||
+        (st = kiln_json_int(j, "vocab_size", true, 0, &c->n_vocab, what)) ||
+        (st = kiln_json_int(j, "max_position_embeddings", false, 512, &c->n_pos, what)) ||
+        (st = kiln_json_int(j, "type_vocab_size", false, 2, &c->n_types, what)))
         goto out;
     cJSON_Delete(j);
     j = NULL;
     if ((st = read_json(dir, "sentence_bert_config.json", false, &j))) goto out;
-    if (j && (st = json_int(j, "max_seq_length", false, 0, &c->max_tokens, "sentence_bert_config.json"))) goto out;
+    if (j && (st = kiln_json_int(j, "max_seq_length", false, 0, &c->max_tokens, "sentence_bert_config.json"))) goto out;
     if ((st = hf_modules(c, dir)) || (st = check_config(c, dir)) || (st = kiln_safetensors_open(dir, &m->st))) goto out;
     binder b = {m, SRC_HF, "", dir};
     if (!kiln_weights_find(kiln_safetensors_weights(m->st), g_names[SRC_HF][W_TOK]) &&

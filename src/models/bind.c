@@ -2,6 +2,8 @@
  * bind.c — shape and type checks, f32 vector copies and load-time repacking shared
  * by the model loaders (bind.h).
  */
+#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "base/alloc.h"
@@ -113,4 +115,18 @@ void kiln_packed_set_free(kiln_packed_set *s) {
     s->mem = NULL;
     s->t = NULL;
     s->n = 0;
+}
+
+kiln_status kiln_json_int(const cJSON *o, const char *key, bool required, int dflt, int *out, const char *what) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v || cJSON_IsNull(v)) {
+        if (required) return kiln_fail(KILN_ERR_FORMAT, "%s lacks '%s'", what, key);
+        *out = dflt;
+        return KILN_OK;
+    }
+    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > INT32_MAX ||
+        v->valuedouble != floor(v->valuedouble))
+        return kiln_fail(KILN_ERR_FORMAT, "%s: '%s' is not a valid integer", what, key);
+    *out = (int)v->valuedouble;
+    return KILN_OK;
 }

@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 #include "base/threadpool.h"
 #include "tensor/tensor.h"
 
@@ -53,5 +55,9 @@ kiln_status kiln_pack_matrices(const kiln_tensor **const *slots, int n, bool flo
 
 /* Frees the packed copies. This function can't fail. */
 void kiln_packed_set_free(kiln_packed_set *s);
+
+/* A non-negative integer o[key] of a JSON config (absent or null: dflt, or an error if
+ * required); errors name what (e.g. "DIR/config.json") and the key. */
+kiln_status kiln_json_int(const cJSON *o, const char *key, bool required, int dflt, int *out, const char *what);
 
 #endif

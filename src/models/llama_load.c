@@ -256,20 +256,6 @@ static kiln_status load_gguf(kiln_llama *m, const char *path) {
 
 /* ---- Hugging Face folder ---------------------------------------------------------- */
 
-static kiln_status json_int(const cJSON *o, const char *key, bool required, int dflt, int *out, const char *path) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!v || cJSON_IsNull(v)) {
-        if (required) return kiln_fail(KILN_ERR_FORMAT, "%s: config.json lacks '%s'", path, key);
-        *out = dflt;
-        return KILN_OK;
-    }
-    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > INT32_MAX ||
-        v->valuedouble != floor(v->valuedouble))
-        return kiln_fail(KILN_ERR_FORMAT, "%s: config.json '%s' is not a valid integer", path, key);
-    *out = (int)v->valuedouble;
-    return KILN_OK;
-}
-
 static double json_num(const cJSON *o, const char *key, double dflt) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     return cJSON_IsNumber(v) ? v->valuedouble : dflt;
@@ -326,20 +312,20 @@ static kiln_status load_hf(kiln_llama *m, const char *dir) {
         return st;
     }
     int sliding = 0;
-    if ((st = json_int(j, "hidden_size", true, 0, &c->n_embd, path)) ||
-        (st = json_int(j, "num_hidden_layers", true, 0, &c->n_layer, path)) ||
-        (st = json_int(j, "intermediate_size", true, 0, &c->n_ff, path)) ||
-        (st = json_int(j, "num_attention_heads", true, 0, &c->n_head, path)) ||
-        (st = json_int(j, "num_key_value_heads", false, c->n_head, &c->n_head_kv, path)) ||
-        (st = json_int(j, "vocab_size", true, 0, &c->n_vocab, path)) ||
-        (st = json_int(j, "max_position_embeddings", false, 2048, &c->n_ctx_train, path)) ||
-        (st = json_int(j, "sliding_window", false, 0, &sliding, path)))
+    if ((st = kiln_json_int(j, "hidden_size", true, 0, &c->n_embd, path)) ||
+        (st = kiln_json_int(j, "num_hidden_layers", true, 0, &c->n_layer, path)) ||
+        (st = kiln_json_int(j, "intermediate_size", true, 0, &c->n_ff, path)) ||
+        (st = kiln_json_int(j, "num_attention_heads", true, 0, &c->n_head, path)) ||
+        (st = kiln_json_int(j, "num_key_value_heads", false, c->n_head, &c->n_head_kv, path)) ||
+        (st = kiln_json_int(j, "vocab_size", true, 0, &c->n_vocab, path)) ||
+        (st = kiln_json_int(j, "max_position_embeddings", false, 2048, &c->n_ctx_train, path)) ||
+        (st = kiln_json_int(j, "sliding_window", false, 0, &sliding, path)))
         goto out;
     if (c->n_head <= 0) {
         st = kiln_fail(KILN_ERR_FORMAT, "%s: num_attention_heads is 0", path);
         goto out;
     }
-    if ((st = json_int(j, "head_dim", false, c->n_embd / c->n_head, &c->head_dim, path))) goto out;
+    if ((st = kiln_json_int(j, "head_dim", false, c->n_embd / c->n_head, &c->head_dim, path))) goto out;
     const cJSON *usw = cJSON_GetObjectItemCaseSensitive(j, "use_sliding_window");
     if (cJSON_IsFalse(usw)) sliding = 0;
     if (sliding > 0 && sliding < c->n_ctx_train) c->n_ctx_train = sliding; /* full attention is exact up to here */
