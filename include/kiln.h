@@ -248,6 +248,9 @@ kiln_status kiln_engine_create(const kiln_engine_options *opt, kiln_engine **out
 void kiln_engine_free(kiln_engine *e);
 /* Submits {"kind", "model" | "program", "params", "priority"}; *job_json (malloc'd)
  * is the accepted job. An idempotency key (may be NULL) already used returns that job. */
+/* The kind ("text", "embedding", ...) of a program of the config, or NULL if there is
+ * no program of that name. Static string. */
+const char *kiln_engine_program_kind(kiln_engine *e, const char *program);
 kiln_status kiln_engine_submit_json(kiln_engine *e, const char *request_json, const char *idem_key, char **job_json);
 kiln_status kiln_engine_get_json(kiln_engine *e, const char *id, char **job_json);
 kiln_status kiln_engine_cancel_json(kiln_engine *e, const char *id, char **job_json);

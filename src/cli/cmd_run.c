@@ -1,6 +1,7 @@
 /*
  * cmd_run.c — `kiln run PROGRAM PROMPT`: runs a program of the config file locally,
- * as a job of an in-process engine, streaming its text to stdout.
+ * as a job of an in-process engine, streaming its text to stdout (an embedding
+ * program prints its vector as one JSON line, as `kiln embed` does).
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -10,6 +11,18 @@
 #include "args.h"
 #include "cli.h"
 #include "kiln.h"
+
+/* The embedding job's one vector as a JSON line, as `kiln embed` prints it. */
+static void print_embedding(const cJSON *res) {
+    const cJSON *v = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(res, "embeddings"), 0), *x;
+    const cJSON *tok = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(res, "tokens"), 0);
+    const cJSON *tr = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(res, "truncated"), 0);
+    printf("{\"index\": 0, \"tokens\": %d, \"truncated\": %s, \"embedding\": [", cJSON_IsNumber(tok) ? tok->valueint : 0,
+           cJSON_IsTrue(tr) ? "true" : "false");
+    int i = 0;
+    cJSON_ArrayForEach(x, v) printf(i++ ? ", %.9g" : "%.9g", (double)(float)x->valuedouble);
+    printf("]}\n");
+}
 
 int kiln_cmd_run(int argc, char **argv) {
     const char *models = getenv("KILN_MODELS"), *config = getenv("KILN_CONFIG"), *data = NULL;
@@ -40,18 +53,29 @@ int kiln_cmd_run(int argc, char **argv) {
         fprintf(stderr, "kiln run: give --models DIR and --config FILE (or set KILN_MODELS and KILN_CONFIG)\n");
         return 2;
     }
+    kiln_engine_options eo = {.models_dir = models, .data_dir = data, .config_path = config, .n_threads = threads,
+                              .keep_alive = 0, .max_tokens = 1 << 20, .max_prompt = (size_t)1 << 30};
+    kiln_engine *e = NULL;
+    if (kiln_engine_create(&eo, &e)) {
+        fprintf(stderr, "kiln run: %s\n", kiln_last_error());
+        return 1;
+    }
+    /* an embedding program embeds PROMPT and prints it as `kiln embed` does */
+    const char *kind = kiln_engine_program_kind(e, pos[0]);
+    const bool embed = kind && !strcmp(kind, "embedding");
     cJSON *req = cJSON_CreateObject(), *params = cJSON_CreateObject();
     cJSON_AddStringToObject(req, "program", pos[0]);
-    cJSON_AddStringToObject(params, "prompt", pos[1]);
-    if (max_tokens) cJSON_AddNumberToObject(params, "max_tokens", max_tokens);
-    if (temperature >= 0) cJSON_AddNumberToObject(params, "temperature", temperature);
-    if (seed_s) {
+    cJSON_AddStringToObject(params, embed ? "input" : "prompt", pos[1]);
+    if (max_tokens && !embed) cJSON_AddNumberToObject(params, "max_tokens", max_tokens);
+    if (temperature >= 0 && !embed) cJSON_AddNumberToObject(params, "temperature", temperature);
+    if (seed_s && !embed) {
         char *end;
         unsigned long long seed = strtoull(seed_s, &end, 10);
         if (*end || !*seed_s) {
             fprintf(stderr, "kiln run: --seed '%s' is not a number\n", seed_s);
             cJSON_Delete(req);
             cJSON_Delete(params);
+            kiln_engine_free(e);
             return 2;
         }
         cJSON_AddNumberToObject(params, "seed", (double)seed);
@@ -60,13 +84,9 @@ int kiln_cmd_run(int argc, char **argv) {
     char *req_text = cJSON_PrintUnformatted(req);
     cJSON_Delete(req);
 
-    kiln_engine_options eo = {.models_dir = models, .data_dir = data, .config_path = config, .n_threads = threads,
-                              .keep_alive = 0, .max_tokens = 1 << 20, .max_prompt = (size_t)1 << 30};
-    kiln_engine *e = NULL;
     char *job = NULL, *name = NULL, *ev = NULL;
     int rc = 1;
-    kiln_status st = kiln_engine_create(&eo, &e);
-    if (!st) st = kiln_engine_submit_json(e, req_text, NULL, &job);
+    kiln_status st = kiln_engine_submit_json(e, req_text, NULL, &job);
     if (st) goto done;
     cJSON *j = cJSON_Parse(job);
     char id[32];
@@ -91,7 +111,8 @@ int kiln_cmd_run(int argc, char **argv) {
             const cJSON *tps = cJSON_GetObjectItemCaseSensitive(
                 cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(d, "result"), "timings"),
                 "tokens_per_second");
-            putchar('\n');
+            if (embed && !strcmp(name, "completed")) print_embedding(cJSON_GetObjectItemCaseSensitive(d, "result"));
+            else putchar('\n');
             if (!strcmp(name, "completed")) {
                 rc = 0;
                 if (!quiet && cJSON_IsNumber(tps)) fprintf(stderr, "kiln run: %.1f tokens/s\n", tps->valuedouble);

@@ -391,6 +391,11 @@ static kiln_status build_job(kiln_engine *e, const cJSON *req, kiln_job_rec *rec
     return st;
 }
 
+const char *kiln_engine_program_kind(kiln_engine *e, const char *program) {
+    const kiln_program *p = e && program ? kiln_presets_program(e->presets, program) : NULL;
+    return p ? kiln_job_kind_name(p->kind) : NULL;
+}
+
 kiln_status kiln_engine_submit(kiln_engine *e, const cJSON *req, const char *idem_key, kiln_job_rec *out,
                                bool *existing) {
     if (existing) *existing = false;

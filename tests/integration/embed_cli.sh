@@ -63,5 +63,14 @@ head -c 4000 "$m" >"$tmp/trunc.gguf"
 "$kiln" embed -m "$tmp/trunc.gguf" "x" 2>"$tmp/err"
 check "truncated file: exit 1 with a message" test $? -eq 1 -a -s "$tmp/err"
 
+# an embedding program of the config, run with kiln run: the same line as kiln embed
+mkdir -p "$tmp/models"
+cp "$m" "$tmp/models/embed.gguf"
+echo '{"programs": {"search": {"kind": "embedding", "model": "embed"}}}' >"$tmp/kiln.json"
+"$kiln" run search "hello world" --models "$tmp/models" --config "$tmp/kiln.json" --data "$tmp/data" -q \
+  >"$tmp/run.jsonl" 2>"$tmp/run.err"
+head -1 "$tmp/args.jsonl" >"$tmp/first.jsonl"
+check "kiln run of an embedding program: kiln embed's line" cmp -s "$tmp/run.jsonl" "$tmp/first.jsonl"
+
 echo "embed_cli: $pass passed, $fail failed"
 test "$fail" -eq 0
