@@ -14,7 +14,9 @@
  *  - Q8_0 weights: the reference uses the dequantized weights, but kiln also quantizes
  *    the activations to 8-bit blocks for the integer dot products: 3e-2, as for Llama.
  * Also: the inputs run together in one batch give each input exactly the states it
- * gets alone, and 1 and 2 threads give bit-identical states.
+ * gets alone, and 1 and 2 threads give bit-identical states; on the BF16 folder, with
+ * a vocab.txt written beside it, the embedder (tokenize, truncate, pool) gives exactly
+ * forward + pool of the tokenizer's ids.
  */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -28,6 +30,7 @@
 #include "base/mapfile.h"
 #include "files.h"
 #include "formats/gguf_write.h"
+#include "kiln.h"
 #include "kernels/kernels.h"
 #include "models/bert.h"
 #include "pipelines/embed.h"
@@ -386,6 +389,74 @@ static void free_case(golden_case *c) {
     free(c->ids);
 }
 
+/* The whole pipeline on a folder: a BertTokenizer vocab.txt (+ tokenizer_config.json)
+ * beside the model is found, and kiln_embedder_embed gives exactly the encoder's
+ * states of the tokenizer's ids, pooled as the modules say; overlong text is cut to
+ * the model's maximum, keeping [SEP]. */
+static void folder_pipeline(const golden_case *c, const char *model, kiln_bert *m) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/vocab.txt", model);
+    FILE *f = fopen(p, "w");
+    if (!f) abort();
+    static const char *const specials[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+    int n = 0;
+    for (; n < 5; n++) fprintf(f, "%s\n", specials[n]);
+    for (char ch = 'a'; ch <= 'z'; ch++, n++) fprintf(f, "%c\n", ch);
+    for (char ch = 'a'; ch <= 'z'; ch++, n++) fprintf(f, "##%c\n", ch);
+    for (; n < c->vocab; n++) fprintf(f, "[unused%d]\n", n);
+    fclose(f);
+    write_text(model, "tokenizer_config.json", "{\"do_lower_case\": true, \"model_max_length\": 64}");
+    kiln_embedder_options o = {.path = model, .n_threads = 2};
+    kiln_embedder *e = NULL;
+    CHECK_OK(kiln_embedder_load(&o, &e));
+    kiln_tokenizer *tok = NULL;
+    CHECK_OK(kiln_tokenizer_load(model, NULL, &tok));
+    if (!e || !tok) {
+        kiln_embedder_free(e);
+        kiln_tokenizer_free(tok);
+        return;
+    }
+    kiln_embedder_info info;
+    kiln_embedder_get_info(e, &info);
+    CHECK(info.dim == c->hidden && !strcmp(info.pooling, "max") && !info.normalize && info.max_tokens == 64);
+    const char *text = "Hello World, the Quick brown fox";
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    CHECK_OK(kiln_tokenizer_encode(tok, text, strlen(text), true, false, &ids, &n_ids));
+    CHECK(n_ids > 2 && ids[0] == 2 && ids[n_ids - 1] == 3); /* [CLS] ... [SEP] */
+    const int d = c->hidden;
+    float *states = malloc(sizeof(float) * (size_t)d * 64), *ref = malloc(sizeof(float) * (size_t)d);
+    float *got = malloc(sizeof(float) * (size_t)d);
+    int len = (int)n_ids;
+    kiln_embed_result res;
+    CHECK_OK(kiln_bert_forward(m, ids, &len, 1, states));
+    CHECK_OK(kiln_embed_pool(KILN_POOL_MAX, states, len, d, false, ref));
+    CHECK_OK(kiln_embedder_embed(e, &text, NULL, 1, got, &res));
+    CHECK(res.tokens == len && !res.truncated);
+    CHECK_MSG(!memcmp(got, ref, sizeof(float) * (size_t)d), "embedder differs from forward + pool");
+    /* 100 words: cut to 64 tokens, the last one [SEP] */
+    char long_text[400] = "";
+    for (int i = 0; i < 100; i++) strcat(long_text, "ab ");
+    free(ids);
+    CHECK_OK(kiln_tokenizer_encode(tok, long_text, strlen(long_text), true, false, &ids, &n_ids));
+    const char *lt = long_text;
+    CHECK_OK(kiln_embedder_embed(e, &lt, NULL, 1, got, &res));
+    CHECK(res.tokens == 64 && res.truncated);
+    if (ids && n_ids > 64) {
+        ids[63] = ids[n_ids - 1];
+        len = 64;
+        CHECK_OK(kiln_bert_forward(m, ids, &len, 1, states));
+        CHECK_OK(kiln_embed_pool(KILN_POOL_MAX, states, len, d, false, ref));
+        CHECK_MSG(!memcmp(got, ref, sizeof(float) * (size_t)d), "truncated embedding differs");
+    }
+    free(ids);
+    free(states);
+    free(ref);
+    free(got);
+    kiln_tokenizer_free(tok);
+    kiln_embedder_free(e);
+}
+
 static void run_case(const char *data, const char *name, bool first) {
     char dir[2048], model[2048];
     golden_case c = {0};
@@ -458,6 +529,7 @@ static void run_case(const char *data, const char *name, bool first) {
                c.kind, c.type, worst_states, worst_pooled, c.tol, batch_exact ? "bit-identical" : "differs",
                worst_batch);
         if (first) bad_inputs(m, &c, batch);
+        if (!strcmp(name, "hf_bert_bf16")) folder_pipeline(&c, model, m);
     }
     kiln_bert_free(m);
     kiln_bert_free(m1);
