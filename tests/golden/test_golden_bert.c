@@ -565,6 +565,38 @@ static void refused_configs(const char *data) {
     write_text(model, "modules.json", "[{\"path\": \"2_Dense\", \"type\": \"sentence_transformers.models.Dense\"}]");
     CHECK(kiln_bert_load(&o, &m) == KILN_ERR_UNSUPPORTED && !m);
     CHECK(strstr(kiln_last_error(), "Dense") != NULL);
+    /* hostile or unsupported config.json values: a clear error, nothing loaded */
+    static const struct {
+        const char *key, *value, *needle;
+        kiln_status want;
+    } bad[] = {
+        {"num_attention_heads", "7", "multiple", KILN_ERR_FORMAT},
+        {"num_hidden_layers", "2", "encoder.layer.1", KILN_ERR_FORMAT},
+        {"vocab_size", "1000000000", "implausible", KILN_ERR_FORMAT},
+        {"hidden_size", "-64", "hidden_size", KILN_ERR_FORMAT},
+        {"hidden_act", "\"relu\"", "relu", KILN_ERR_UNSUPPORTED},
+        {"model_type", "\"roberta\"", "roberta", KILN_ERR_UNSUPPORTED},
+        {"position_embedding_type", "\"relative_key\"", "relative_key", KILN_ERR_UNSUPPORTED},
+    };
+    static const char *const keys[] = {"model_type", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                       "intermediate_size", "vocab_size", "max_position_embeddings"};
+    static const char *const values[] = {"\"bert\"", "64", "1", "4", "128", "300", "64"};
+    write_text(model, "modules.json", "[]");
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char cfg[1024];
+        int len = snprintf(cfg, sizeof cfg, "{\"%s\": %s", bad[i].key, bad[i].value);
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+            if (strcmp(keys[k], bad[i].key))
+                len += snprintf(cfg + len, sizeof cfg - (size_t)len, ", \"%s\": %s", keys[k], values[k]);
+        snprintf(cfg + len, sizeof cfg - (size_t)len, "}");
+        write_text(model, "config.json", cfg);
+        kiln_status st = kiln_bert_load(&o, &m);
+        CHECK_MSG(st == bad[i].want && !m && strstr(kiln_last_error(), bad[i].needle),
+                  "%s = %s: %s (%s)", bad[i].key, bad[i].value, kiln_status_name(st), kiln_last_error());
+    }
+    write_text(model, "config.json", "{\"model_type\": \"bert\", \"hidden_size\": 64, \"num_hidden_layers\": 1, "
+               "\"num_attention_heads\": 4, \"intermediate_size\": 128, \"vocab_size\": 300, "
+               "\"max_position_embeddings\": 64, \"hidden_act\": \"gelu_new\"}");
     write_text(model, "modules.json", "[]");
     CHECK_OK(kiln_bert_load(&o, &m));
     if (m) CHECK(kiln_bert_get_config(m)->pooling == KILN_POOL_NONE && !kiln_bert_get_config(m)->normalize);
