@@ -125,7 +125,7 @@ static kiln_status grow_words(vocab *v, const char *start, int until, bool merge
  * printable ASCII characters, "##0".."##9", then words and "##" continuations grown
  * over a..z (lowercase, as an uncased BERT's text is after normalization). */
 static kiln_status build_wpm(vocab *v, int n_vocab) {
-    char buf[16];
+    char buf[32];
     kiln_status st = add(v, "[PAD]", 0, TT_CONTROL);
     for (int i = 0; i < 99 && !st; i++) {
         snprintf(buf, sizeof buf, "[unused%d]", i);
