@@ -35,13 +35,7 @@ typedef struct {
     double mean, sd;
 } series;
 
-static void summarize(series *s) {
-    double sum = 0, sq = 0;
-    for (int i = 0; i < s->n; i++) sum += s->tps[i];
-    s->mean = s->n ? sum / s->n : 0;
-    for (int i = 0; i < s->n; i++) sq += (s->tps[i] - s->mean) * (s->tps[i] - s->mean);
-    s->sd = s->n > 1 ? sqrt(sq / (s->n - 1)) : 0;
-}
+static void summarize(series *s) { cli_mean_sd(s->tps, s->n, &s->mean, &s->sd); }
 
 /* pp: p tokens in one decode; tg: n tokens one at a time. Returns 0 or 1 (error printed). */
 static int run_pp(kiln_llm *llm, const int32_t *ids, int p, float *logits, double *tps) {

@@ -9,7 +9,6 @@
  * does not depend on which tokens it sees. The token count is checked, not assumed.
  * A warm-up call comes first and is not counted.
  */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,11 +35,8 @@ typedef struct {
 } stat;
 
 static stat stats(const double *v, int n) {
-    double s = 0, q = 0;
-    for (int i = 0; i < n; i++) s += v[i];
-    stat r = {n ? s / n : 0, 0};
-    for (int i = 0; i < n; i++) q += (v[i] - r.mean) * (v[i] - r.mean);
-    r.sd = n > 1 ? sqrt(q / (n - 1)) : 0;
+    stat r;
+    cli_mean_sd(v, n, &r.mean, &r.sd);
     return r;
 }
 

@@ -37,23 +37,6 @@ static size_t split_lines(char *buf, size_t len, const char **texts, size_t *len
     return n;
 }
 
-static char *read_stdin(size_t *len) {
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    while (b) {
-        size_t r = fread(b + n, 1, cap - n, stdin);
-        n += r;
-        if (r == 0) break;
-        if (n == cap) {
-            char *nb = cap < ((size_t)1 << 30) ? realloc(b, cap *= 2) : NULL;
-            if (!nb) free(b);
-            b = nb;
-        }
-    }
-    *len = n;
-    return b;
-}
-
 static void print_floats(const float *v, int n) {
     putchar('[');
     for (int i = 0; i < n; i++) printf(i ? ", %.9g" : "%.9g", (double)v[i]);
@@ -95,10 +78,7 @@ int kiln_cmd_embed(int argc, char **argv) {
     } else {
         size_t len = 0;
         bool too_many;
-        if (!(input = read_stdin(&len))) {
-            fprintf(stderr, "kiln embed: out of memory reading stdin\n");
-            return 1;
-        }
+        if (!(input = cli_read_stream("embed", "stdin", stdin, &len))) return 1;
         n = split_lines(input, len, texts, lens, MAX_TEXTS, &too_many);
         if (too_many) {
             fprintf(stderr, "kiln embed: more than %d lines on stdin; give them in several runs\n", MAX_TEXTS);

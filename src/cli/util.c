@@ -5,17 +5,13 @@
 #include "util.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-char *cli_read_file(const char *cmd, const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "kiln %s: %s: cannot open: %s\n", cmd, path, strerror(errno));
-        return NULL;
-    }
+char *cli_read_stream(const char *cmd, const char *name, FILE *f, size_t *len) {
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     while (buf) {
@@ -25,25 +21,41 @@ char *cli_read_file(const char *cmd, const char *path, size_t *len) {
         if (n + 1 == cap) {
             char *p = cap < ((size_t)256 << 20) ? realloc(buf, cap * 2) : NULL;
             if (!p) {
-                fprintf(stderr, "kiln %s: %s: too large (over 256 MiB) or out of memory\n", cmd, path);
+                fprintf(stderr, "kiln %s: %s: too large (over 256 MiB) or out of memory\n", cmd, name);
                 free(buf);
-                fclose(f);
                 return NULL;
             }
             buf = p;
             cap *= 2;
         }
     }
-    int err = ferror(f);
-    fclose(f);
-    if (!buf || err) {
-        fprintf(stderr, "kiln %s: %s: read error\n", cmd, path);
+    if (!buf || ferror(f)) {
+        fprintf(stderr, "kiln %s: %s: read error\n", cmd, name);
         free(buf);
         return NULL;
     }
     buf[n] = 0;
     if (len) *len = n;
     return buf;
+}
+
+char *cli_read_file(const char *cmd, const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "kiln %s: %s: cannot open: %s\n", cmd, path, strerror(errno));
+        return NULL;
+    }
+    char *buf = cli_read_stream(cmd, path, f, len);
+    fclose(f);
+    return buf;
+}
+
+void cli_mean_sd(const double *v, int n, double *mean, double *sd) {
+    double sum = 0, sq = 0;
+    for (int i = 0; i < n; i++) sum += v[i];
+    *mean = n ? sum / n : 0;
+    for (int i = 0; i < n; i++) sq += (v[i] - *mean) * (v[i] - *mean);
+    *sd = n > 1 ? sqrt(sq / (n - 1)) : 0;
 }
 
 double cli_now(void) {

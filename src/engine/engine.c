@@ -124,16 +124,9 @@ static void prune_live(kiln_engine *e) {
     }
 }
 
-/* KILN_OK if name resolves to a model of the registry (the error says why not). */
-static kiln_status check_model(kiln_engine *e, const char *name) {
-    kiln_model_entry me = {0};
-    kiln_status st = kiln_registry_resolve(e->reg, name, &me);
-    kiln_model_entry_clear(&me);
-    return st;
-}
-
-/* An embedding job needs an embedding model and a text job a language model: said at
- * submit, not after a load. */
+/* KILN_OK if name resolves to a model of the registry (the error says why not) of
+ * the job's kind: an embedding job needs an embedding model, a text job a language
+ * model (KILN_JOB_KIND_COUNT: any). Said at submit, not after a load. */
 static kiln_status check_model_kind(kiln_engine *e, const char *name, kiln_job_kind kind) {
     kiln_model_entry me = {0};
     kiln_status st = kiln_registry_resolve(e->reg, name, &me);
@@ -146,6 +139,10 @@ static kiln_status check_model_kind(kiln_engine *e, const char *name, kiln_job_k
     }
     kiln_model_entry_clear(&me);
     return st;
+}
+
+static kiln_status check_model(kiln_engine *e, const char *name) {
+    return check_model_kind(e, name, KILN_JOB_KIND_COUNT);
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------- */

@@ -27,7 +27,8 @@ static live_job *pick(kiln_engine *e) {
     return best;
 }
 
-/* Marks j running and records it; false (j then failed) if the store cannot. Called
+/* Marks j running (counted, and held until the worker lets it go) and records it;
+ * false if the store cannot: j is then failed and neither counted nor held. Called
  * with mu held. */
 static bool start(kiln_engine *e, live_job *j) {
     j->rec.state = KILN_JOB_RUNNING;
@@ -35,8 +36,6 @@ static bool start(kiln_engine *e, live_job *j) {
     j->rec.attempts++;
     j->rec.done = 0;
     e->n_queued--;
-    e->n_running++;
-    j->refs++;
     if (kiln_store_update(e->store, &j->rec)) {
         /* Cannot record the start: do not run what we could not account for. */
         j->rec.state = KILN_JOB_FAILED;
@@ -45,6 +44,8 @@ static bool start(kiln_engine *e, live_job *j) {
         kiln_engine_finish(e, j);
         return false;
     }
+    e->n_running++;
+    j->refs++;
     cJSON *d = kiln_job_rec_to_json(&j->rec, -1);
     kiln_engine_push_event(e, j, "started", d);
     cJSON_Delete(d);
@@ -62,13 +63,13 @@ void *kiln_engine_worker_main(void *arg) {
         live_job *group[KILN_EMBED_GROUP_MAX];
         int n = j->rec.kind == KILN_JOB_EMBEDDING ? kiln_engine_embed_group(e, j, group) : 1;
         if (n == 1) group[0] = j;
+        const bool embed = j->rec.kind == KILN_JOB_EMBEDDING;
         int ok = 0;
         for (int i = 0; i < n; i++)
             if (start(e, group[i])) group[ok++] = group[i];
-            else group[i]->refs--;
         if (ok) {
             pthread_mutex_unlock(&e->mu);
-            if (j->rec.kind == KILN_JOB_EMBEDDING) kiln_engine_run_embed(e, group, ok);
+            if (embed) kiln_engine_run_embed(e, group, ok);
             else kiln_engine_run_text(e, j);
             pthread_mutex_lock(&e->mu);
         }
@@ -76,7 +77,6 @@ void *kiln_engine_worker_main(void *arg) {
             e->n_running--;
             group[i]->refs--;
         }
-        for (int i = ok; i < n; i++) e->n_running--;
     }
     pthread_mutex_unlock(&e->mu);
     return NULL;

@@ -354,6 +354,18 @@ typedef struct {
     size_t a, b; /* byte range in the mapped word */
 } sym;
 
+static kiln_status push_id(int32_t **ids, size_t *n, size_t *cap, int32_t id) {
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 64;
+        int32_t *nv = realloc(*ids, nc * sizeof *nv);
+        if (!nv) return kiln_fail(KILN_ERR_NOMEM, "out of memory");
+        *ids = nv;
+        *cap = nc;
+    }
+    (*ids)[(*n)++] = id;
+    return KILN_OK;
+}
+
 /* BPE of one pre-token (raw bytes w[0..n)), appending its ids. */
 static kiln_status bpe_word(const kiln_clip_tok *t, const char *w, size_t n, kiln_buf *scratch, sym *syms,
                             int32_t **ids, size_t *n_ids, size_t *cap) {
@@ -401,14 +413,7 @@ static kiln_status bpe_word(const kiln_clip_tok *t, const char *w, size_t n, kil
     for (size_t i = 0; i < ns; i++) {
         int32_t id = map_get(&t->vocab, scratch->data + syms[i].a, syms[i].b - syms[i].a);
         if (id < 0) return kiln_fail(KILN_ERR_FORMAT, "clip tokenizer: a merge makes a symbol that is not a token");
-        if (*n_ids == *cap) {
-            size_t nc = *cap ? *cap * 2 : 64;
-            int32_t *nv = realloc(*ids, nc * sizeof *nv);
-            if (!nv) return kiln_fail(KILN_ERR_NOMEM, "out of memory");
-            *ids = nv;
-            *cap = nc;
-        }
-        (*ids)[(*n_ids)++] = id;
+        if ((st = push_id(ids, n_ids, cap, id))) return st;
     }
     return KILN_OK;
 }
@@ -435,17 +440,7 @@ kiln_status kiln_clip_tok_encode(const kiln_clip_tok *t, const char *text, size_
                           : (wn == 13 && !memcmp(w, "<|endoftext|>", 13)) ? t->eos
                                                                         : -1;
         if (special >= 0) {
-            if (*n == cap) {
-                size_t nc = cap ? cap * 2 : 64;
-                int32_t *nv = realloc(*ids, nc * sizeof *nv);
-                if (!nv) {
-                    st = kiln_fail(KILN_ERR_NOMEM, "out of memory");
-                    break;
-                }
-                *ids = nv;
-                cap = nc;
-            }
-            (*ids)[(*n)++] = special;
+            st = push_id(ids, n, &cap, special);
             continue;
         }
         sym *ns = realloc(syms, (wn + 1) * sizeof *ns);
