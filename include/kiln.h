@@ -206,7 +206,8 @@ void kiln_embedder_get_info(const kiln_embedder *e, kiln_embedder_info *info);
 /* Whether the following calls L2-normalize (true) or return the pooled vectors as they
  * are (false), whatever the model's modules say (the server's per-request option). */
 void kiln_embedder_set_normalize(kiln_embedder *e, bool normalize);
-/* Bytes of weights in memory plus activation buffers. */
+/* Bytes of memory the embedder holds beyond its mmap'd weights (activation buffers,
+ * packed copies of the matrices), as kiln_llm_memory counts. */
 size_t kiln_embedder_memory(const kiln_embedder *e);
 /* Embeds n texts (texts[i] is lens[i] bytes; lens NULL: NUL-terminated): out receives
  * n x dim floats, res (may be NULL) n results. Inputs are sorted by length and packed

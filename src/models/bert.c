@@ -102,21 +102,16 @@ void kiln_bert_free(kiln_bert *m) {
 
 const kiln_bert_config *kiln_bert_get_config(const kiln_bert *m) { return &m->cfg; }
 int kiln_bert_max_batch(const kiln_bert *m) { return m->max_batch; }
-size_t kiln_bert_runtime_bytes(const kiln_bert *m) { return m->runtime_bytes; }
 
-static size_t tensor_bytes(const kiln_tensor *t) { return t ? t->nb[1] * (size_t)t->ne[1] : 0; }
-
-size_t kiln_bert_weight_bytes(const kiln_bert *m) {
+size_t kiln_bert_heap_bytes(const kiln_bert *m) {
     const kiln_bert_config *c = &m->cfg;
-    size_t b = tensor_bytes(m->tok_embd) + tensor_bytes(m->pos_embd) + tensor_bytes(m->type_embd);
-    for (int l = 0; l < c->n_layer; l++) {
-        const kiln_bert_layer *L = &m->layers[l];
-        b += tensor_bytes(L->wq) + tensor_bytes(L->wk) + tensor_bytes(L->wv) + tensor_bytes(L->wo) +
-             tensor_bytes(L->w_up) + tensor_bytes(L->w_down);
-        b += sizeof(float) * (size_t)(6 * c->n_embd + 2 * c->n_embd + c->n_ff);
-    }
+    size_t b = m->runtime_bytes;
+    for (int i = 0; i < m->packed.n; i++) b += m->packed.t[i].nb[1] * (size_t)m->packed.t[i].ne[1];
+    /* f32 copies of the vectors: per layer 4 biases and 2 norms of n_embd, b_up, b_down */
+    b += sizeof(float) * ((size_t)c->n_layer * (9 * (size_t)c->n_embd + (size_t)c->n_ff) + 2 * (size_t)c->n_embd);
     return b;
 }
+
 const kiln_gguf *kiln_bert_gguf(const kiln_bert *m) { return m->gguf; }
 const char *kiln_bert_format(const kiln_bert *m) { return m->format; }
 

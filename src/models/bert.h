@@ -67,11 +67,9 @@ bool kiln_bert_probe(const char *path);
 const kiln_bert_config *kiln_bert_get_config(const kiln_bert *m);
 /* Tokens one forward call takes at most. */
 int kiln_bert_max_batch(const kiln_bert *m);
-/* Bytes of activation buffers the model holds beyond its weights. */
-size_t kiln_bert_runtime_bytes(const kiln_bert *m);
-/* Bytes of the weights as the forward pass reads them (packed copies where packed;
- * the embedding tables as stored, of which only the rows used are ever read). */
-size_t kiln_bert_weight_bytes(const kiln_bert *m);
+/* Bytes the model allocates beyond its mapped file: activation buffers, the packed
+ * copies of its matrices and the f32 copies of its vectors. */
+size_t kiln_bert_heap_bytes(const kiln_bert *m);
 /* The GGUF file (for its tokenizer), or NULL for a folder. */
 const kiln_gguf *kiln_bert_gguf(const kiln_bert *m);
 /* "gguf" or "safetensors". */

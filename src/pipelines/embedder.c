@@ -101,8 +101,7 @@ void kiln_embedder_get_info(const kiln_embedder *e, kiln_embedder_info *info) {
 
 size_t kiln_embedder_memory(const kiln_embedder *e) {
     const kiln_bert_config *c = kiln_bert_get_config(e->model);
-    return kiln_bert_weight_bytes(e->model) + kiln_bert_runtime_bytes(e->model) +
-           (size_t)kiln_bert_max_batch(e->model) * (size_t)c->n_embd * sizeof(float);
+    return kiln_bert_heap_bytes(e->model) + (size_t)kiln_bert_max_batch(e->model) * (size_t)c->n_embd * sizeof(float);
 }
 
 float kiln_cosine_similarity(const float *a, const float *b, int dim) {
