@@ -25,7 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/mapfile.h"
 #include "files.h"
@@ -383,6 +385,14 @@ static void bad_inputs(kiln_bert *m, const golden_case *c, float *out) {
     CHECK_OK(kiln_bert_forward(m, c->ids, &len, 1, out));
 }
 
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+/* Removes a model file or folder this test wrote. */
+static void remove_model(const char *path) { nftw(path, remove_entry, 8, FTW_DEPTH | FTW_PHYS); }
+
 static void free_case(golden_case *c) {
     for (int i = 0; i < c->n_specs; i++) free(c->specs[i].data);
     free(c->specs);
@@ -468,7 +478,8 @@ static void run_case(const char *data, const char *name, bool first) {
     make_weights(&c);
     char tmpname[128];
     bool hf = !strcmp(c.kind, "hf");
-    snprintf(tmpname, sizeof tmpname, "golden_bert_%s%s", name, hf ? "" : ".gguf");
+    /* the pid keeps this run's files apart from the KILN_ISA=avx2 run ctest starts beside it */
+    snprintf(tmpname, sizeof tmpname, "golden_bert_%ld_%s%s", (long)getpid(), name, hf ? "" : ".gguf");
     if (hf) {
         kiln_test_tmp_dir(model, sizeof model, tmpname);
         write_hf(&c, model);
@@ -539,6 +550,7 @@ static void run_case(const char *data, const char *name, bool first) {
     free(pooled);
     free(exp);
     free_case(&c);
+    remove_model(model);
 }
 
 /* A model folder whose sentence-transformers modules kiln cannot honour is refused,
@@ -550,7 +562,9 @@ static void refused_configs(const char *data) {
     if (read_case(dir, &c)) return;
     c.layers = 1;
     make_weights(&c);
-    kiln_test_tmp_dir(model, sizeof model, "golden_bert_refused");
+    char tmpname[64];
+    snprintf(tmpname, sizeof tmpname, "golden_bert_%ld_refused", (long)getpid());
+    kiln_test_tmp_dir(model, sizeof model, tmpname);
     write_hf(&c, model);
     char sub[2100];
     snprintf(sub, sizeof sub, "%s/1_Pooling", model);
@@ -602,6 +616,7 @@ static void refused_configs(const char *data) {
     if (m) CHECK(kiln_bert_get_config(m)->pooling == KILN_POOL_NONE && !kiln_bert_get_config(m)->normalize);
     kiln_bert_free(m);
     free_case(&c);
+    remove_model(model);
 }
 
 int main(void) {
