@@ -82,23 +82,10 @@ static kiln_status bind_vector(const binder *b, int role, int layer, int64_t n, 
     return kiln_bind_vector_copy(t, b->path, name, n, &b->m->owned, dst);
 }
 
-/* A table whose rows are gathered (one per token, position or type): ne = [n_embd,
- * rows], of a type kiln dequantizes (checked by dequantizing its first row). */
 static kiln_status bind_table(const binder *b, int role, int64_t rows, const kiln_tensor **dst) {
     char name[160];
-    const kiln_tensor *t = lookup(b, role, 0, name, sizeof name);
-    *dst = t;
-    int d = b->m->cfg.n_embd;
-    if (!t) return kiln_fail(KILN_ERR_FORMAT, "%s: missing tensor '%s'", b->path, name);
-    if (t->ne[0] != d || t->ne[1] != rows || t->ne[2] != 1 || t->ne[3] != 1)
-        return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s' has shape [%lld, %lld], expected [%d, %lld]", b->path, name,
-                         (long long)t->ne[0], (long long)t->ne[1], d, (long long)rows);
-    float *row = kiln_malloc_array((size_t)d, sizeof *row);
-    if (!row) return kiln_fail(KILN_ERR_NOMEM, "out of memory");
-    kiln_status st = kiln_dequantize_row(t->type, t->data, row, d);
-    free(row);
-    if (st) return kiln_fail_prefix(st, "%s: tensor '%s'", b->path, name);
-    return KILN_OK;
+    *dst = lookup(b, role, 0, name, sizeof name);
+    return kiln_bind_table_check(*dst, b->path, name, b->m->cfg.n_embd, rows);
 }
 
 static kiln_status bind_all(binder *b) {

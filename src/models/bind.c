@@ -18,7 +18,7 @@ void kiln_owned_floats_free(kiln_owned_floats *o) {
     o->n = o->cap = 0;
 }
 
-static kiln_status keep(kiln_owned_floats *o, float *p) {
+kiln_status kiln_owned_floats_keep(kiln_owned_floats *o, float *p) {
     if (o->n == o->cap) {
         int cap = o->cap ? o->cap * 2 : 64;
         float **q = realloc(o->p, (size_t)cap * sizeof *q);
@@ -56,12 +56,26 @@ kiln_status kiln_bind_vector_copy(const kiln_tensor *t, const char *path, const 
     float *v = kiln_malloc_array((size_t)n, sizeof *v);
     if (!v) return kiln_fail(KILN_ERR_NOMEM, "out of memory");
     kiln_status st = kiln_dequantize_row(t->type, t->data, v, n);
-    if (!st) st = keep(own, v);
+    if (!st) st = kiln_owned_floats_keep(own, v);
     if (st) {
         free(v);
         return kiln_fail_prefix(st, "%s: tensor '%s'", path, name);
     }
     *dst = v;
+    return KILN_OK;
+}
+
+kiln_status kiln_bind_table_check(const kiln_tensor *t, const char *path, const char *name, int64_t cols,
+                                  int64_t rows) {
+    if (!t) return kiln_fail(KILN_ERR_FORMAT, "%s: missing tensor '%s'", path, name);
+    if (t->ne[0] != cols || t->ne[1] != rows || t->ne[2] != 1 || t->ne[3] != 1)
+        return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s' has shape [%lld, %lld], expected [%lld, %lld]", path, name,
+                         (long long)t->ne[0], (long long)t->ne[1], (long long)cols, (long long)rows);
+    float *row = kiln_malloc_array((size_t)cols, sizeof *row);
+    if (!row) return kiln_fail(KILN_ERR_NOMEM, "out of memory");
+    kiln_status st = kiln_dequantize_row(t->type, t->data, row, cols);
+    free(row);
+    if (st) return kiln_fail_prefix(st, "%s: tensor '%s'", path, name);
     return KILN_OK;
 }
 

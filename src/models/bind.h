@@ -26,6 +26,15 @@ typedef struct {
 /* Frees every copy and empties o. This function can't fail. */
 void kiln_owned_floats_free(kiln_owned_floats *o);
 
+/* Keeps p (malloc'd) in o, which frees it; KILN_ERR_NOMEM (p not kept) on failure. */
+kiln_status kiln_owned_floats_keep(kiln_owned_floats *o, float *p);
+
+/* Checks that t (called name, from path) is a table whose rows are gathered one at a
+ * time (token, position embeddings): ne = [cols, rows], of a type kiln dequantizes
+ * (checked on its first row). t NULL: missing (KILN_ERR_FORMAT). */
+kiln_status kiln_bind_table_check(const kiln_tensor *t, const char *path, const char *name, int64_t cols,
+                                  int64_t rows);
+
 /* Checks that t (called name, from path) maps `in` inputs to `out` outputs (ne = [in,
  * out]), has a type kiln_matmul multiplies, and is aligned for it. t NULL: the tensor
  * is missing (KILN_ERR_FORMAT). Errors name the file, the tensor and the problem. */

@@ -31,6 +31,7 @@
 
 #include "base/mapfile.h"
 #include "files.h"
+#include "golden.h"
 #include "formats/gguf_write.h"
 #include "kiln.h"
 #include "kernels/kernels.h"
@@ -64,24 +65,7 @@ typedef struct {
     int n_specs;
 } golden_case;
 
-/* ---- the weight generator (gen_bert.py's, element for element) ------------------------ */
-
-static uint64_t fnv1a(const char *s) {
-    uint64_t h = 0xCBF29CE484222325ull;
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001B3ull;
-    return h;
-}
-
-static void hashed(uint64_t seed, int64_t n, double scale, double offset, float *out) {
-    for (int64_t i = 1; i <= n; i++) {
-        uint64_t z = seed + (uint64_t)i * 0x9E3779B97F4A7C15ull;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        z ^= z >> 31;
-        double u = (double)(z >> 40) * (1.0 / 16777216.0) - 0.5;
-        out[i - 1] = (float)(offset + u * (2.0 * scale));
-    }
-}
+/* ---- the weights (gen_bert.py's tensor_specs, made by golden.h's generator) ----------- */
 
 static void add_spec(golden_case *c, const char *name, const char *gguf, int64_t rows, int64_t cols, double scale,
                      double offset) {
@@ -95,7 +79,7 @@ static void add_spec(golden_case *c, const char *name, const char *gguf, int64_t
     s->vector = rows == 1;
     s->data = malloc((size_t)(rows * cols) * sizeof(float));
     if (!s->data) abort();
-    hashed(fnv1a(name) ^ (uint64_t)c->seed, rows * cols, scale, offset, s->data);
+    kiln_test_hashed(kiln_test_fnv1a(name) ^ (uint64_t)c->seed, rows * cols, scale, offset, s->data);
 }
 
 /* The tensors in gen_bert.py's order (tensor_specs), with their GGUF names. */
@@ -207,51 +191,19 @@ static void write_text(const char *dir, const char *file, const char *text) {
  * Pooling (and Normalize) modules, 1_Pooling/config.json, sentence_bert_config.json. */
 static void write_hf(const golden_case *c, const char *dir) {
     bool bf16 = !strcmp(c->type, "BF16");
-    size_t esz = bf16 ? 2 : 4, total = 0;
-    for (int i = 0; i < c->n_specs; i++) total += (size_t)(c->specs[i].rows * c->specs[i].cols) * esz;
-    uint8_t *data = malloc(total);
-    cJSON *hdr = cJSON_CreateObject();
-    if (!data || !hdr) abort();
-    size_t off = 0;
+    kiln_test_tensor *t = calloc((size_t)c->n_specs, sizeof *t);
+    char (*names)[128] = calloc((size_t)c->n_specs, sizeof *names);
+    if (!t || !names) abort();
     for (int i = 0; i < c->n_specs; i++) {
         const spec *s = &c->specs[i];
-        size_t n = (size_t)(s->rows * s->cols);
-        for (size_t k = 0; k < n; k++) {
-            if (bf16) {
-                uint16_t b = kiln_f32_to_bf16(s->data[k]);
-                memcpy(data + off + 2 * k, &b, 2);
-            } else {
-                memcpy(data + off + 4 * k, &s->data[k], 4);
-            }
-        }
-        char name[128];
-        snprintf(name, sizeof name, "%s%s", c->prefix, s->name);
-        cJSON *t = cJSON_AddObjectToObject(hdr, name);
-        cJSON_AddStringToObject(t, "dtype", bf16 ? "BF16" : "F32");
-        cJSON *shape = cJSON_AddArrayToObject(t, "shape");
-        if (!s->vector) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)s->rows));
-        cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)s->cols));
-        cJSON *offs = cJSON_AddArrayToObject(t, "data_offsets");
-        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
-        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(off + n * esz)));
-        off += n * esz;
+        snprintf(names[i], sizeof names[i], "%s%s", c->prefix, s->name);
+        t[i] = (kiln_test_tensor){names[i], s->vector ? 1 : 2, {s->vector ? s->cols : s->rows, s->cols}, s->data};
     }
-    /* the header padded with spaces to a multiple of 8 bytes, as safetensors writes
-     * it, so that the data (and every tensor in it) is aligned to its element size */
-    char *json = cJSON_PrintUnformatted(hdr), *padded = json ? malloc(strlen(json) + 8) : NULL;
-    if (!padded) abort();
-    size_t jl = strlen(json);
-    memcpy(padded, json, jl);
-    while (jl % 8) padded[jl++] = ' ';
-    padded[jl] = 0;
-    free(json);
-    json = padded;
     char p[2048];
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    kiln_test_write_safetensors(p, json, data, total);
-    free(json);
-    cJSON_Delete(hdr);
-    free(data);
+    kiln_test_write_tensors(p, t, c->n_specs, bf16 ? "BF16" : "F32");
+    free(t);
+    free(names);
 
     char cfg[1024];
     snprintf(cfg, sizeof cfg,
