@@ -104,4 +104,65 @@ float kiln_dot(const float *a, const float *b, int64_t n);
 /* y += a * x over n elements. */
 void kiln_axpy(float *y, float a, const float *x, int64_t n);
 
+/* ---- image models (Stable Diffusion's UNet and VAE) ----------------------------
+ * Activations are channels-last: one image is (H, W, C) row-major, C contiguous, so
+ * the pixels of a map are the rows of a matmul and attention's (H*W, C) tokens are
+ * the map itself. */
+
+/* Zero padding of a convolution's input, in pixels on each side (diffusers pads the
+ * VAE encoder's downsampling (0, 1, 0, 1): bottom and right only). */
+typedef struct {
+    int top, left, bottom, right;
+} kiln_pad2d;
+static inline kiln_pad2d kiln_pad2d_same(int p) { return (kiln_pad2d){p, p, p, p}; }
+
+/* Output size of a convolution: Ho = (H + top + bottom - kh) / stride + 1, Wo
+ * likewise. False if either is below 1 or an argument is out of range. */
+bool kiln_conv2d_out_size(int H, int W, int kh, int kw, int stride, kiln_pad2d pad, int *Ho, int *Wo);
+
+/* Load-time preparation of a conv weight: w4d is PyTorch's (O, C, kh, kw) as a file
+ * stores it (kiln's ne = [kw, kh, C, O]; F32, F16 or BF16, elements contiguous along
+ * ne[0]). *out becomes the 2-D matrix ne = [kh*kw*C, O] whose row o holds w[o] in
+ * (ky, kx, c) order, the order of a channels-last patch, as fp32 panels
+ * (KILN_F32_P32) where this CPU has the panel kernel, else plain F32. *mem holds its
+ * bytes (free() after the last use). KILN_ERR_INVALID_ARG, KILN_ERR_UNSUPPORTED (other
+ * types), KILN_ERR_NOMEM. */
+kiln_status kiln_conv_weight_prepare(const kiln_tensor *w4d, kiln_tensor *out, void **mem);
+
+/* 2-D convolution (cross-correlation, as torch.nn.functional.conv2d) of one
+ * channels-last image x (H, W, C) with a prepared weight w (ne [kh*kw*C, O]) and
+ * bias (O floats or NULL), zero padding pad, stride >= 1: y is (Ho, Wo, O), not
+ * overlapping x. A 1x1 kernel with stride 1 and no padding is one matmul over the
+ * pixels; other kernels build their patches (im2col) for a tile of output pixels at a
+ * time (about 4 MiB per tile, one tile buffer per thread that runs tiles), then
+ * multiply. Tiles depend on the shapes only, and every output pixel is one matmul row,
+ * so any thread count gives the same bits. The tile buffers come from scratch when
+ * scratch_bytes >= kiln_conv2d_scratch_bytes(C, kh, kw, threads of pool) (reuse one
+ * buffer across calls: fresh pages are slow to fault in), else they are allocated per
+ * call (scratch may be NULL). KILN_ERR_INVALID_ARG for shapes that do not fit,
+ * KILN_ERR_NOMEM. */
+kiln_status kiln_conv2d(const kiln_tensor *w, const float *bias, const float *x, int H, int W, int C, int kh, int kw,
+                        int stride, kiln_pad2d pad, float *y, void *scratch, size_t scratch_bytes, kiln_pool *pool);
+/* Scratch that lets kiln_conv2d run a kh x kw kernel over C channels, any image, with
+ * up to `threads` threads without allocating (float-aligned). */
+size_t kiln_conv2d_scratch_bytes(int C, int kh, int kw, int threads);
+
+/* GroupNorm over a channels-last map x (n_pix, C) as torch.nn.GroupNorm: channels in
+ * `groups` consecutive groups of C/groups; per group the mean and biased variance over
+ * its n_pix x C/groups values (sums in double, two passes), then
+ * y = (x - mean) / sqrt(var + eps) * w[c] + b[c], followed by SiLU when silu is set
+ * (the UNet's resnet blocks). y may alias x. KILN_ERR_INVALID_ARG if groups does not
+ * divide C, KILN_ERR_NOMEM (a few bytes per channel of scratch). */
+kiln_status kiln_group_norm(float *y, const float *x, int64_t n_pix, int64_t C, int groups, const float *w,
+                            const float *b, float eps, bool silu);
+/* x = x * sigmoid(x) in place over n elements. */
+void kiln_silu(float *x, int64_t n);
+/* Nearest-neighbour 2x upsampling of a channels-last image: x (H, W, C) to y
+ * (2H, 2W, C), y[2i+a][2j+b] = x[i][j] (exact copies). */
+void kiln_upsample_nearest2x(const float *x, int H, int W, int C, float *y);
+/* diffusers' GEGLU after its projection: x is (n_rows, 2n); per row the first half a
+ * and the second half g give out (n_rows, n) = a * gelu(g) with the exact (erf) GELU.
+ * out must not overlap x. */
+void kiln_geglu(float *out, const float *x, int64_t n_rows, int64_t n);
+
 #endif

@@ -172,7 +172,15 @@ typedef struct {
     void (*swiglu)(float *out, const float *gate, const float *up, int64_t n);
     void (*attention)(const float *q, size_t q_stride, int64_t n_q, const float *k, const float *v, size_t kv_stride,
                       int64_t n_kv0, int64_t hd, float scale, float *out, size_t out_stride, float *scratch);
+    /* kiln_group_norm with its scratch (KILN_GROUP_NORM_SCRATCH(C) doubles), groups | C */
+    void (*group_norm)(float *y, const float *x, int64_t n_pix, int64_t C, int groups, const float *w, const float *b,
+                       float eps, bool silu, double *scratch);
+    void (*silu)(float *x, int64_t n);
 } kiln_kernel_table;
+
+/* Group norm scratch: per channel the double sums of both passes, then the float mean
+ * and scale applied to it. */
+#define KILN_GROUP_NORM_SCRATCH(C) (3 * (size_t)(C))
 
 /* Whether matmul quantizes activations to Q8_0 for weights of type t (every
  * integer type) and whether their kernels read the 16-element sums (act.bs). */
@@ -211,6 +219,26 @@ kiln_status kiln_matmul_with(const kiln_kernel_table *t, const kiln_tensor *w, c
                              int64_t n, float *y, kiln_pool *pool);
 kiln_status kiln_matmul_many_with(const kiln_kernel_table *t, int count, const kiln_tensor *const *w, const float *x,
                                   int64_t n, float *const *y, kiln_pool *pool);
+
+/* kiln_weight_pack_panels for the kernels of table t (packs only if t has gemmp). */
+kiln_status kiln_weight_pack_panels_with(const kiln_kernel_table *t, const kiln_tensor *w, kiln_tensor *out,
+                                         void **mem);
+/* kiln_conv_weight_prepare and kiln_conv2d with an explicit table (tests run every
+ * level); tile_pixels > 0 overrides the output pixels per im2col tile (tests cut tiles
+ * across rows), 0 takes the default (conv.c). */
+kiln_status kiln_conv_weight_prepare_with(const kiln_kernel_table *t, const kiln_tensor *w4d, kiln_tensor *out,
+                                          void **mem);
+kiln_status kiln_conv2d_with(const kiln_kernel_table *t, const kiln_tensor *w, const float *bias, const float *x, int H,
+                             int W, int C, int kh, int kw, int stride, kiln_pad2d pad, float *y, void *scratch,
+                             size_t scratch_bytes, kiln_pool *pool, int64_t tile_pixels);
+/* Reference convolution (ref/conv_ref.c): direct loops over the file's (O, C, kh, kw)
+ * weight w4d (F32, F16, BF16; ne = [kw, kh, C, O]) with double sums; y (Ho, Wo, O). */
+void kiln_ref_conv2d(const kiln_tensor *w4d, const float *bias, const float *x, int H, int W, int C, int stride,
+                     kiln_pad2d pad, float *y);
+/* Reference image ops (ref/image_ref.c). */
+void kiln_ref_group_norm(float *y, const float *x, int64_t n_pix, int64_t C, int groups, const float *w,
+                         const float *b, float eps, bool silu, double *scratch);
+void kiln_ref_silu(float *x, int64_t n);
 
 /* Reference Q8_0 quantization of one block of 32 floats (llama.cpp's
  * quantize_row_q8_0_ref): returns the fp16 scale and writes 32 quants. */

@@ -172,9 +172,13 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
  * element j of row 32g + r at [j * 32 + r] (rows past m zero). The F16 / BF16 to f32
  * conversion is exact, so the numbers are still the file's. */
 kiln_status kiln_weight_pack_panels(const kiln_tensor *w, kiln_tensor *out, void **mem) {
+    return kiln_weight_pack_panels_with(kiln_kernels_current(), w, out, mem);
+}
+
+kiln_status kiln_weight_pack_panels_with(const kiln_kernel_table *t, const kiln_tensor *w, kiln_tensor *out,
+                                         void **mem) {
     *mem = NULL;
-    const kiln_kernel_table *t = kiln_kernels_current();
-    if (!t->gemmp || !w || (w->type != KILN_F32 && w->type != KILN_F16 && w->type != KILN_BF16) || w->ne[2] != 1 ||
+    if (!t || !t->gemmp || !w || (w->type != KILN_F32 && w->type != KILN_F16 && w->type != KILN_BF16) || w->ne[2] != 1 ||
         w->ne[3] != 1 || !w->data)
         return KILN_ERR_UNSUPPORTED;
     const int64_t k = w->ne[0], m = w->ne[1];

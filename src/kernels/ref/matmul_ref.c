@@ -129,4 +129,6 @@ void kiln_kernels_fill_ref(kiln_kernel_table *t) {
     t->gelu = kiln_ref_gelu;
     t->swiglu = kiln_ref_swiglu;
     t->attention = kiln_ref_attention;
+    t->group_norm = kiln_ref_group_norm;
+    t->silu = kiln_ref_silu;
 }

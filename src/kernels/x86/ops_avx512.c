@@ -1,13 +1,15 @@
 /*
  * ops_avx512.c — AVX-512 element-wise and reduction ops: dot, axpy, add, rmsnorm,
- * softmax, swiglu. Tails use masked loads/stores, so every length is handled
- * without scalar loops.
+ * softmax, swiglu, silu, and group norm on channels-last maps. Tails use masked
+ * loads/stores, so every length is handled without scalar loops.
  *
  * How they differ from the reference (ops_ref.c), which the tests bound:
  *  - dot, axpy: fused multiply-add and 16 partial sums (rounding differs slightly);
  *  - rmsnorm, softmax: the sums are kept in double as in the reference, only their
  *    order differs;
- *  - softmax, swiglu: exp is the polynomial below (about 2 ulp) instead of libm's expf.
+ *  - softmax, swiglu, silu: exp is the polynomial below (about 2 ulp) instead of
+ *    libm's expf;
+ *  - group norm: the reference's double sums and float steps (same bits), but SiLU's exp;
  *  - add: exact, identical.
  */
 #include <immintrin.h>
@@ -169,7 +171,78 @@ static void attention(const float *q, size_t q_stride, int64_t n_q, const float 
     }
 }
 
+static inline __m512 silu512(__m512 v) {
+    return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), exp512(_mm512_sub_ps(_mm512_setzero_ps(), v))));
+}
+
+static void silu(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(x + i, m, silu512(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
+/* Group norm with the reference's sums (ref/image_ref.c: per channel in pixel order,
+ * double, the squared deviation formed as a product then added) and its float steps
+ * after them (a subtract, a multiply, an add: no fma), so without SiLU the bits are
+ * the reference's; SiLU uses exp512. */
+static void group_norm(float *y, const float *x, int64_t n_pix, int64_t C, int groups, const float *w,
+                       const float *b, float eps, bool silu_after, double *scratch) {
+    double *s1 = scratch, *s2 = scratch + C;
+    float *mean = (float *)(void *)(scratch + 2 * C), *scale = mean + C;
+    const int64_t cg = C / groups;
+    const double count = (double)n_pix * (double)cg;
+    for (int64_t c = 0; c < C; c++) s1[c] = s2[c] = 0.0;
+    for (int64_t p = 0; p < n_pix; p++)
+        for (int64_t c = 0; c < C; c += 16) {
+            const __mmask16 m = tail_mask(C - c);
+            const __mmask8 lo = (__mmask8)m, hi = (__mmask8)(m >> 8);
+            const __m512 v = _mm512_maskz_loadu_ps(m, x + p * C + c);
+            _mm512_mask_storeu_pd(s1 + c, lo, _mm512_add_pd(_mm512_maskz_loadu_pd(lo, s1 + c),
+                                                            _mm512_cvtps_pd(_mm512_castps512_ps256(v))));
+            _mm512_mask_storeu_pd(s1 + c + 8, hi, _mm512_add_pd(_mm512_maskz_loadu_pd(hi, s1 + c + 8),
+                                                                _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1))));
+        }
+    for (int g = 0; g < groups; g++) {
+        double s = 0.0;
+        for (int64_t c = g * cg; c < (g + 1) * cg; c++) s += s1[c];
+        for (int64_t c = g * cg; c < (g + 1) * cg; c++) s1[c] = s / count;
+    }
+    for (int64_t p = 0; p < n_pix; p++)
+        for (int64_t c = 0; c < C; c += 16) {
+            const __mmask16 m = tail_mask(C - c);
+            const __mmask8 lo = (__mmask8)m, hi = (__mmask8)(m >> 8);
+            const __m512 v = _mm512_maskz_loadu_ps(m, x + p * C + c);
+            const __m512d d0 = _mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(v)), _mm512_maskz_loadu_pd(lo, s1 + c));
+            const __m512d d1 =
+                _mm512_sub_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)), _mm512_maskz_loadu_pd(hi, s1 + c + 8));
+            _mm512_mask_storeu_pd(s2 + c, lo, _mm512_add_pd(_mm512_maskz_loadu_pd(lo, s2 + c), _mm512_mul_pd(d0, d0)));
+            _mm512_mask_storeu_pd(s2 + c + 8, hi,
+                                  _mm512_add_pd(_mm512_maskz_loadu_pd(hi, s2 + c + 8), _mm512_mul_pd(d1, d1)));
+        }
+    for (int g = 0; g < groups; g++) {
+        double s = 0.0;
+        for (int64_t c = g * cg; c < (g + 1) * cg; c++) s += s2[c];
+        const double rstd = 1.0 / sqrt(s / count + (double)eps);
+        for (int64_t c = g * cg; c < (g + 1) * cg; c++) {
+            mean[c] = (float)s1[c];
+            scale[c] = (float)(rstd * (double)w[c]);
+        }
+    }
+    for (int64_t p = 0; p < n_pix; p++)
+        for (int64_t c = 0; c < C; c += 16) {
+            const __mmask16 m = tail_mask(C - c);
+            const __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + p * C + c), _mm512_maskz_loadu_ps(m, mean + c));
+            __m512 v = _mm512_add_ps(_mm512_mul_ps(d, _mm512_maskz_loadu_ps(m, scale + c)),
+                                     _mm512_maskz_loadu_ps(m, b + c));
+            if (silu_after) v = silu512(v);
+            _mm512_mask_storeu_ps(y + p * C + c, m, v);
+        }
+}
+
 void kiln_avx512_fill_ops(kiln_kernel_table *t) {
+    t->silu = silu;
+    t->group_norm = group_norm;
     t->attention = attention;
     t->dot = dot;
     t->axpy = axpy;
