@@ -1,0 +1,245 @@
+/*
+ * sd_blocks.c — running the shared Stable Diffusion blocks (sd_blocks.h) on
+ * channels-last maps, as diffusers' modules compute them:
+ *
+ *   ResnetBlock2D       h = conv1(silu(GN1(x))) + temb_proj(silu(temb));
+ *                       y = shortcut(x) + conv2(silu(GN2(h)))
+ *   Transformer2DModel  h = proj_in(GN(x)) (eps 1e-6); per block
+ *                         h += attn1(LN1(h)); h += attn2(LN2(h), context);
+ *                         h += W2·(a ⊙ gelu(g)) with [a, g] = W1·LN3(h)
+ *                       y = proj_out(h) + x
+ *   VAE attention       y = x + Wo·softmax(QKᵀ/√C)V of GN(x), one head
+ *
+ * Determinism: every step is a matmul, a per-row norm, or attention split into tasks
+ * that each write their own rows in a fixed order.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/status.h"
+#include "sd_blocks.h"
+
+/* ---- maps ------------------------------------------------------------------------- */
+
+kiln_status sd_map_alloc(sd_map *m, int h, int w, int c) {
+    size_t n;
+    memset(m, 0, sizeof *m);
+    if (h <= 0 || w <= 0 || c <= 0 || !kiln_mul_ok((size_t)h * (size_t)w, (size_t)c, &n) ||
+        n > SIZE_MAX / sizeof(float) / 2)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "a %d x %d x %d map is out of range", h, w, c);
+    m->d = kiln_aligned_alloc(64, n * sizeof(float) + 64);
+    if (!m->d) return kiln_fail(KILN_ERR_NOMEM, "out of memory for a %d x %d x %d map (%zu MiB)", h, w, c, (n * 4) >> 20);
+    memset(m->d, 0, n * sizeof(float));
+    m->h = h;
+    m->w = w;
+    m->c = c;
+    return KILN_OK;
+}
+
+void sd_map_free(sd_map *m) {
+    free(m->d);
+    m->d = NULL;
+}
+
+static int64_t pixels(const sd_map *m) { return (int64_t)m->h * m->w; }
+
+/* ---- small pieces -------------------------------------------------------------------- */
+
+/* y (n, cout) = x (n, cin) · Wᵀ + b */
+static kiln_status linear_run(const sd_ctx *x, const sd_linear *l, const float *in, int64_t n, float *y) {
+    kiln_status st = kiln_matmul(l->w, in, n, y, x->pool);
+    if (st || !l->b) return st;
+    for (int64_t i = 0; i < n; i++) kiln_add(y + i * l->cout, l->b, l->cout);
+    return KILN_OK;
+}
+
+kiln_status sd_conv_run(const sd_ctx *x, const sd_conv *c, const sd_map *in, int stride, kiln_pad2d pad, sd_map *out) {
+    int ho, wo;
+    if (in->c != c->cin || !kiln_conv2d_out_size(in->h, in->w, c->k, c->k, stride, pad, &ho, &wo))
+        return kiln_fail(KILN_ERR_INVALID_ARG, "a %d x %d x %d map does not fit a %dx%d convolution of %d channels",
+                         in->h, in->w, in->c, c->k, c->k, c->cin);
+    kiln_status st = sd_map_alloc(out, ho, wo, c->cout);
+    if (!st) st = kiln_conv2d(&c->w, c->b, in->d, in->h, in->w, in->c, c->k, c->k, stride, pad, out->d, x->scratch, x->scratch_bytes, x->pool);
+    if (st) sd_map_free(out);
+    return st;
+}
+
+static kiln_status group_norm(const sd_ctx *x, const sd_norm *n, const sd_map *in, float eps, bool silu, sd_map *out) {
+    kiln_status st = sd_map_alloc(out, in->h, in->w, in->c);
+    if (!st) st = kiln_group_norm(out->d, in->d, pixels(in), in->c, x->groups, n->w, n->b, eps, silu);
+    if (st) sd_map_free(out);
+    return st;
+}
+
+kiln_status sd_norm_silu_conv(const sd_ctx *x, const sd_norm *n, const sd_conv *c, const sd_map *in, sd_map *out) {
+    sd_map h;
+    kiln_status st = group_norm(x, n, in, x->eps, true, &h);
+    if (st) return st;
+    st = sd_conv_run(x, c, &h, 1, kiln_pad2d_same(c->k / 2), out);
+    sd_map_free(&h);
+    return st;
+}
+
+kiln_status sd_upsample_run(const sd_ctx *x, const sd_conv *c, const sd_map *in, sd_map *out) {
+    sd_map up;
+    if (in->h > (1 << 14) || in->w > (1 << 14)) return kiln_fail(KILN_ERR_INVALID_ARG, "map too large to upsample");
+    kiln_status st = sd_map_alloc(&up, 2 * in->h, 2 * in->w, in->c);
+    if (st) return st;
+    kiln_upsample_nearest2x(in->d, in->h, in->w, in->c, up.d);
+    st = sd_conv_run(x, c, &up, 1, kiln_pad2d_same(1), out);
+    sd_map_free(&up);
+    return st;
+}
+
+/* ---- resnet ----------------------------------------------------------------------------- */
+
+kiln_status sd_resnet_temb(const sd_ctx *x, const sd_resnet *r, const float *silu_temb, float *out) {
+    return linear_run(x, &r->temb, silu_temb, 1, out);
+}
+
+kiln_status sd_resnet_run(const sd_ctx *x, const sd_resnet *r, const sd_map *in, const float *temb_out, sd_map *out) {
+    sd_map h, g;
+    if (in->c != r->cin)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "a map of %d channels given to a resnet block of %d", in->c, r->cin);
+    kiln_status st = group_norm(x, &r->norm1, in, x->eps, true, &g);
+    if (st) return st;
+    st = sd_conv_run(x, &r->conv1, &g, 1, kiln_pad2d_same(1), &h);
+    sd_map_free(&g);
+    if (st) return st;
+    const int64_t n = pixels(&h);
+    if (temb_out)
+        for (int64_t i = 0; i < n; i++) kiln_add(h.d + i * r->cout, temb_out, r->cout);
+    st = kiln_group_norm(h.d, h.d, n, r->cout, x->groups, r->norm2.w, r->norm2.b, x->eps, true);
+    if (!st) st = sd_conv_run(x, &r->conv2, &h, 1, kiln_pad2d_same(1), out);
+    if (st) {
+        sd_map_free(&h);
+        return st;
+    }
+    if (r->cin != r->cout) { /* the shortcut's 1x1 conv reuses h's memory (cout per pixel) */
+        st = linear_run(x, &r->shortcut, in->d, n, h.d);
+        if (!st) kiln_add(out->d, h.d, n * r->cout);
+    } else {
+        kiln_add(out->d, in->d, n * r->cout);
+    }
+    sd_map_free(&h);
+    if (st) sd_map_free(out);
+    return st;
+}
+
+/* ---- attention --------------------------------------------------------------------------- */
+
+enum { Q_BLOCK = 32 }; /* queries per task */
+
+typedef struct {
+    const float *q, *k, *v;
+    float *out, *scratch;
+    int64_t n_q, n_kv;
+    int c, heads, q_blocks;
+} attn_job;
+
+/* Task (head h, query block b): each query of the block attends every key. */
+static void attn_task(void *ctx, int64_t task) {
+    const attn_job *j = ctx;
+    const int hd = j->c / j->heads, h = (int)(task / j->q_blocks);
+    const int64_t b = task % j->q_blocks, q0 = b * Q_BLOCK, q1 = q0 + Q_BLOCK < j->n_q ? q0 + Q_BLOCK : j->n_q;
+    float *scratch = j->scratch + task * j->n_kv;
+    const size_t off = (size_t)h * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int64_t i = q0; i < q1; i++)
+        kiln_attention(j->q + (size_t)i * j->c + off, (size_t)j->c, 1, j->k + off, j->v + off, (size_t)j->c,
+                       j->n_kv - 1, hd, scale, j->out + (size_t)i * j->c + off, (size_t)j->c, scratch);
+}
+
+/* out (n, c) = attention of rows x (n, c) over kv (m, kv_dim): Wo·softmax(QKᵀ/√hd)V + bo. */
+static kiln_status attention_run(const sd_ctx *x, const sd_attn *a, int heads, const float *in, int64_t n,
+                                 const float *kv, int64_t m, float *out) {
+    const int c = a->q.cout;
+    float *q = NULL, *k = NULL, *v = NULL, *att = NULL, *scratch = NULL;
+    const int64_t q_blocks = (n + Q_BLOCK - 1) / Q_BLOCK;
+    size_t nq, nk, ns;
+    kiln_status st = KILN_OK;
+    if (!kiln_mul_ok((size_t)n, (size_t)c, &nq) || !kiln_mul_ok((size_t)m, (size_t)c, &nk) ||
+        !kiln_mul_ok((size_t)(q_blocks * heads), (size_t)m, &ns) || !(q = kiln_malloc_array(nq, sizeof *q)) ||
+        !(att = kiln_malloc_array(nq, sizeof *att)) || !(k = kiln_malloc_array(nk, sizeof *k)) ||
+        !(v = kiln_malloc_array(nk, sizeof *v)) || !(scratch = kiln_malloc_array(ns, sizeof *scratch)))
+        st = kiln_fail(KILN_ERR_NOMEM, "out of memory for attention over %lld x %lld tokens", (long long)n,
+                       (long long)m);
+    if (!st) st = linear_run(x, &a->q, in, n, q);
+    if (!st) st = linear_run(x, &a->k, kv, m, k);
+    if (!st) st = linear_run(x, &a->v, kv, m, v);
+    if (!st) {
+        attn_job j = {q, k, v, att, scratch, n, m, c, heads, (int)q_blocks};
+        kiln_pool_for(x->pool, q_blocks * heads, attn_task, &j);
+        st = linear_run(x, &a->out, att, n, out);
+    }
+    free(q);
+    free(k);
+    free(v);
+    free(att);
+    free(scratch);
+    return st;
+}
+
+static void layer_norm_rows(float *y, const float *in, const sd_norm *nm, int64_t n, int c) {
+    for (int64_t i = 0; i < n; i++) kiln_layernorm(y + i * c, in + i * c, nm->w, nm->b, c, 1e-5f);
+}
+
+static kiln_status tblock_run(const sd_ctx *x, const sd_tblock *b, int heads, float *h, int64_t n, int c,
+                              const float *ctx, int n_ctx, float *nrm, float *tmp, float *ff) {
+    kiln_status st;
+    layer_norm_rows(nrm, h, &b->norm1, n, c);
+    if ((st = attention_run(x, &b->attn1, heads, nrm, n, nrm, n, tmp))) return st;
+    kiln_add(h, tmp, n * c);
+    layer_norm_rows(nrm, h, &b->norm2, n, c);
+    if ((st = attention_run(x, &b->attn2, heads, nrm, n, ctx, n_ctx, tmp))) return st;
+    kiln_add(h, tmp, n * c);
+    layer_norm_rows(nrm, h, &b->norm3, n, c);
+    if ((st = linear_run(x, &b->ff_in, nrm, n, ff))) return st;
+    float *gated = ff + (size_t)n * 8 * c; /* (n, 4c) after the (n, 8c) projection */
+    kiln_geglu(gated, ff, n, 4 * (int64_t)c);
+    if ((st = linear_run(x, &b->ff_out, gated, n, tmp))) return st;
+    kiln_add(h, tmp, n * c);
+    return KILN_OK;
+}
+
+kiln_status sd_transformer_run(const sd_ctx *x, const sd_transformer *t, const sd_map *in, const float *ctx, int n_ctx,
+                               sd_map *out) {
+    const int c = t->c;
+    const int64_t n = pixels(in);
+    if (in->c != c) return kiln_fail(KILN_ERR_INVALID_ARG, "a map of %d channels given to a transformer of %d", in->c, c);
+    sd_map g;
+    float *h = NULL, *nrm = NULL, *tmp = NULL, *ff = NULL;
+    kiln_status st = group_norm(x, &t->norm, in, 1e-6f, false, &g);
+    if (st) return st;
+    size_t nc = (size_t)n * (size_t)c; /* fits: the map was allocated */
+    if (!(h = kiln_malloc_array(nc, sizeof *h)) || !(nrm = kiln_malloc_array(nc, sizeof *nrm)) ||
+        !(tmp = kiln_malloc_array(nc, sizeof *tmp)) || !(ff = kiln_malloc_array(nc, 12 * sizeof *ff)))
+        st = kiln_fail(KILN_ERR_NOMEM, "out of memory for a transformer block over %lld tokens", (long long)n);
+    if (!st) st = linear_run(x, &t->proj_in, g.d, n, h);
+    for (int i = 0; i < t->n_blocks && !st; i++)
+        st = tblock_run(x, &t->blocks[i], t->heads, h, n, c, ctx, n_ctx, nrm, tmp, ff);
+    if (!st) st = sd_map_alloc(out, in->h, in->w, c);
+    if (!st && (st = linear_run(x, &t->proj_out, h, n, out->d))) sd_map_free(out);
+    if (!st) kiln_add(out->d, in->d, n * c);
+    sd_map_free(&g);
+    free(h);
+    free(nrm);
+    free(tmp);
+    free(ff);
+    return st;
+}
+
+kiln_status sd_vae_attn_run(const sd_ctx *x, const sd_vae_attn *a, const sd_map *in, sd_map *out) {
+    sd_map g;
+    kiln_status st = group_norm(x, &a->norm, in, x->eps, false, &g);
+    if (st) return st;
+    const int64_t n = pixels(in);
+    if (!(st = sd_map_alloc(out, in->h, in->w, in->c)) &&
+        (st = attention_run(x, &a->attn, 1, g.d, n, g.d, n, out->d)))
+        sd_map_free(out);
+    if (!st) kiln_add(out->d, in->d, n * in->c);
+    sd_map_free(&g);
+    return st;
+}
