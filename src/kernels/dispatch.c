@@ -20,8 +20,9 @@ static kiln_isa g_level = KILN_ISA_REF;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 /* __builtin_cpu_supports also checks that the OS saves the AVX / AVX-512 state. The
- * AVX-512 files are compiled with -mavx512bf16 too, but use no BF16 instruction,
- * so a CPU without AVX512_BF16 (Ice Lake) still gets them. */
+ * AVX-512 files are compiled with -mavx512bf16 too; only the bf16 panel kernel
+ * (x86/gemmb_avx512.c) uses BF16 instructions, and it is put in the table only when
+ * the CPU has AVX512_BF16, so a CPU without it (Ice Lake) still gets the rest. */
 static bool cpu_has_avx2(void) {
 #if defined(__x86_64__) || defined(__i386__)
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
@@ -53,6 +54,10 @@ static void init_once(void) {
     kiln_kernels_fill_avx2(&g_tables[KILN_ISA_AVX2]);
     g_tables[KILN_ISA_AVX512] = g_tables[KILN_ISA_AVX2];
     kiln_kernels_fill_avx512(&g_tables[KILN_ISA_AVX512]);
+#if defined(__x86_64__) || defined(__i386__)
+    if (g_avail[KILN_ISA_AVX512] && __builtin_cpu_supports("avx512bf16"))
+        kiln_avx512_fill_gemmb(&g_tables[KILN_ISA_AVX512]); /* bf16 panels (kiln_weight_pack_panels_bf16) */
+#endif
 
     kiln_isa best = KILN_ISA_REF;
     for (int i = 0; i < KILN_ISA_COUNT; i++)

@@ -52,6 +52,8 @@ typedef struct {
     size_t d_stride;
     const int16_t *bs;
     size_t bs_stride;
+    const uint32_t *b16; /* bf16 pairs for KILN_BF16_P32 weights: row i at b16 + i*b16_stride */
+    size_t b16_stride;
 } kiln_act;
 
 /*
@@ -119,6 +121,17 @@ typedef void (*kiln_gemmf_fn)(kiln_dtype type, int64_t k, const void *w, size_t 
 typedef void (*kiln_gemmp_fn)(int64_t k, const float *panels, int nr, const float *x, size_t x_stride, int64_t n,
                               float *y, size_t ldy);
 
+/* The same for weights packed at load as bf16 panels (KILN_BF16_P32, kernels/pack.c:
+ * k padded to kp = k rounded up to even; rows in groups of KILN_GEMMF_ROWS, each group
+ * kp/2 pairs x KILN_GEMMF_ROWS rows x 2 bf16, element j of row r at
+ * [(j/2) * 64 + r * 2 + j % 2]) against activations rounded to bf16 (x: rows of kp/2
+ * 32-bit pairs, x_stride pairs apart; to_bf16 makes them): per output one chain of
+ * vdpbf16ps over the pairs in order, fp32 accumulation (x86/gemmb_avx512.c). */
+typedef void (*kiln_gemmb_fn)(int64_t kp, const uint16_t *panels, int nr, const uint32_t *x, size_t x_stride,
+                              int64_t n, float *y, size_t ldy);
+/* n floats to bf16 (round to nearest even), zeros up to kp >= n. */
+typedef void (*kiln_to_bf16_fn)(const float *x, uint16_t *y, int64_t n, int64_t kp);
+
 /* Packed weights (kernels/pack.c): y[c*ldy + r] for r < nr (<= 16), c < nc
  * (<= KILN_PACK_NC) from one group of 16 rows starting at g; nb counts the type's
  * blocks (32 elements; 256 for Q4_K). */
@@ -156,6 +169,8 @@ typedef struct {
     /* prompt GEMM for float weights (NULL: the micro kernels do it) */
     kiln_gemmf_fn gemmf;
     kiln_gemmp_fn gemmp; /* the same for KILN_F32_P32 weights (NULL: nothing is packed so) */
+    kiln_gemmb_fn gemmb; /* KILN_BF16_P32 weights (NULL: no AVX512_BF16) and its activations */
+    kiln_to_bf16_fn to_bf16;
     /* micro kernel per weight type (NULL: matmul does not support the type) */
     kiln_mm_fn mm[KILN_DTYPE_COUNT];
     /* conversions (filled by the reference level only; SIMD levels leave them) */
@@ -202,6 +217,7 @@ void kiln_avx512_fill_legacy(kiln_kernel_table *t);
 void kiln_avx512_fill_kquants(kiln_kernel_table *t);
 void kiln_avx512_fill_klow(kiln_kernel_table *t);
 void kiln_avx512_fill_gemmf(kiln_kernel_table *t); /* float prompt GEMM (x86/gemmf_avx512.c) */
+void kiln_avx512_fill_gemmb(kiln_kernel_table *t); /* bf16 panels (x86/gemmb_avx512.c; needs AVX512_BF16) */
 void kiln_kernels_fill_avx2(kiln_kernel_table *t);
 void kiln_kernels_fill_avx512(kiln_kernel_table *t);
 /* The element-wise halves of the SIMD fills (x86/ops_*.c). */
@@ -220,6 +236,9 @@ kiln_status kiln_matmul_with(const kiln_kernel_table *t, const kiln_tensor *w, c
 kiln_status kiln_matmul_many_with(const kiln_kernel_table *t, int count, const kiln_tensor *const *w, const float *x,
                                   int64_t n, float *const *y, kiln_pool *pool);
 
+/* kiln_weight_pack_panels_bf16 for the kernels of table t (packs only if t has gemmb). */
+kiln_status kiln_weight_pack_panels_bf16_with(const kiln_kernel_table *t, const kiln_tensor *w, kiln_tensor *out,
+                                              void **mem);
 /* kiln_weight_pack_panels for the kernels of table t (packs only if t has gemmp). */
 kiln_status kiln_weight_pack_panels_with(const kiln_kernel_table *t, const kiln_tensor *w, kiln_tensor *out,
                                          void **mem);

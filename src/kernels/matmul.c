@@ -79,6 +79,7 @@ typedef struct {
     kiln_gemm16_fn gemm16;
     kiln_gemmf_fn gemmf;         /* float prompt path, else NULL */
     kiln_gemmp_fn gemmp;         /* fp32 panels (KILN_F32_P32), else NULL */
+    kiln_gemmb_fn gemmb;         /* bf16 panels (KILN_BF16_P32), else NULL */
     task_scratch *scratch;       /* per-task buffers for those two paths */
     kiln_packed16 *packs;        /* one slot per group of 16 rows of the whole matrix */
     const uint8_t *w;
@@ -179,13 +180,35 @@ static void mm_task_gemmf(void *ctx, int64_t t) {
     scratch_give(j->scratch, slot);
 }
 
+/* Inputs per pass of a panel task: a task runs its panels over blocks of this many
+ * inputs, so that a block stays in L2 while it meets every panel of the task (one
+ * pass of all n inputs per panel read them from memory once per panel: a 4096 x 320 ·
+ * 320 x 1280 product ran at 166 GFLOP/s on 1 and 2 threads). Per output the arithmetic
+ * does not depend on the block. */
+#define PANEL_INPUT_BLOCK 256
+
 /* Weights packed as fp32 panels: rows_per_task rows (whole panels) per task. */
 static void mm_task_gemmp(void *ctx, int64_t t) {
     const mm_job *j = ctx;
     const int64_t r0 = t * j->rows_per_task;
     const int nr = (int)(j->m - r0 < j->rows_per_task ? j->m - r0 : j->rows_per_task);
-    j->gemmp(j->k, (const float *)(const void *)j->w + (size_t)r0 * (size_t)j->k, nr, j->act.f, j->act.f_stride, j->n,
-             j->y + (size_t)r0, (size_t)j->m);
+    for (int64_t c = 0; c < j->n; c += PANEL_INPUT_BLOCK)
+        j->gemmp(j->k, (const float *)(const void *)j->w + (size_t)r0 * (size_t)j->k, nr,
+                 j->act.f + (size_t)c * j->act.f_stride, j->act.f_stride,
+                 j->n - c < PANEL_INPUT_BLOCK ? j->n - c : PANEL_INPUT_BLOCK,
+                 j->y + (size_t)c * (size_t)j->m + (size_t)r0, (size_t)j->m);
+}
+
+/* Weights packed as bf16 panels: the same tasks, inputs from the bf16 copy. */
+static void mm_task_gemmb(void *ctx, int64_t t) {
+    const mm_job *j = ctx;
+    const int64_t r0 = t * j->rows_per_task, kp = (j->k + 1) & ~(int64_t)1;
+    const int nr = (int)(j->m - r0 < j->rows_per_task ? j->m - r0 : j->rows_per_task);
+    for (int64_t c = 0; c < j->n; c += PANEL_INPUT_BLOCK)
+        j->gemmb(kp, (const uint16_t *)(const void *)j->w + (size_t)r0 * (size_t)kp, nr,
+                 j->act.b16 + (size_t)c * j->act.b16_stride, j->act.b16_stride,
+                 j->n - c < PANEL_INPUT_BLOCK ? j->n - c : PANEL_INPUT_BLOCK,
+                 j->y + (size_t)c * (size_t)j->m + (size_t)r0, (size_t)j->m);
 }
 
 /* Tasks of whole panels for m rows: up to 4 panels per task, at least 8 tasks for
@@ -273,6 +296,36 @@ static kiln_status quantize_inputs(const kiln_kernel_table *t, const float *x, i
     return KILN_OK;
 }
 
+/* ---- activations for bf16 panels: one bf16 copy of x, rows of whole pairs ---------- */
+
+typedef struct {
+    kiln_to_bf16_fn conv;
+    const float *x;
+    int64_t k, kp;
+    uint16_t *b;
+    size_t stride; /* uint16 per row */
+} bf16_job;
+
+static void bf16_task(void *ctx, int64_t i) {
+    const bf16_job *b = ctx;
+    b->conv(b->x + (size_t)i * (size_t)b->k, b->b + (size_t)i * b->stride, b->k, b->kp);
+}
+
+static kiln_status bf16_inputs(const kiln_kernel_table *t, const float *x, int64_t n, int64_t k, kiln_act *act,
+                               kiln_pool *pool, void **scratch) {
+    const int64_t kp = (k + 1) & ~(int64_t)1;
+    const size_t stride = ((size_t)kp + 31) & ~(size_t)31; /* rows on 64-byte lines */
+    size_t total;
+    if (!kiln_mul_ok((size_t)n, stride * sizeof(uint16_t), &total) || !(*scratch = kiln_aligned_alloc(64, total)))
+        return kiln_fail(KILN_ERR_NOMEM, "matmul: cannot allocate bf16 activations (n %lld, k %lld)", (long long)n,
+                         (long long)k);
+    bf16_job b = {t->to_bf16, x, k, kp, *scratch, stride};
+    kiln_pool_for(n > 1 ? pool : NULL, n, bf16_task, &b);
+    act->b16 = *scratch;
+    act->b16_stride = stride / 2;
+    return KILN_OK;
+}
+
 /* ---- weights packed at load (pack.c) ---------------------------------------------- */
 
 typedef struct {
@@ -307,6 +360,7 @@ typedef struct {
     void *ctx;
     int64_t n_tasks;
     bool quantized;       /* reads the Q8_0 activations */
+    bool bf16;            /* reads the bf16 activations */
     size_t scratch_bytes; /* per task (packed prompt GEMM, float panels), else 0 */
     union {
         mm_job mm;
@@ -348,7 +402,7 @@ static kiln_status plan_x16(const kiln_kernel_table *t, const kiln_tensor *w, co
 
 static kiln_status plan_panels(const kiln_kernel_table *t, const kiln_tensor *w, const float *x, int64_t n, float *y,
                                mm_part *p) {
-    if (!t->gemmp)
+    if (!t->gemmp && w->type == KILN_F32_P32)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "matmul: fp32-panel weights need the kernels they were packed for (%s)",
                          t->name);
     const int64_t k = w->ne[0], m = w->ne[1];
@@ -364,12 +418,27 @@ static kiln_status plan_panels(const kiln_kernel_table *t, const kiln_tensor *w,
     return KILN_OK;
 }
 
+static kiln_status plan_bf16_panels(const kiln_kernel_table *t, const kiln_tensor *w, const float *x, int64_t n,
+                                    float *y, mm_part *p) {
+    if (!t->gemmb || !t->to_bf16)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "matmul: bf16-panel weights need the kernels they were packed for (%s)",
+                         t->name);
+    kiln_status st = plan_panels(t, w, x, n, y, p); /* same checks and tasks */
+    if (st || !p->n_tasks) return st;
+    p->job.mm.gemmp = NULL;
+    p->job.mm.gemmb = t->gemmb;
+    p->fn = mm_task_gemmb;
+    p->bf16 = true;
+    return KILN_OK;
+}
+
 static kiln_status plan_one(const kiln_kernel_table *t, const kiln_tensor *w, const float *x, int64_t n, float *y,
                             mm_part *p) {
     *p = (mm_part){0};
     if (!w) return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: no weight");
     if (kiln_x16_type(w->type)) return plan_x16(t, w, x, n, y, p);
     if (w->type == KILN_F32_P32) return plan_panels(t, w, x, n, y, p);
+    if (w->type == KILN_BF16_P32) return plan_bf16_panels(t, w, x, n, y, p);
     kiln_mm_fn mm = kernel_for(t, w->type);
     if (!mm) return kiln_fail(KILN_ERR_UNSUPPORTED, "matmul: weight type %s is not supported", kiln_dtype_name(w->type));
     const int64_t k = w->ne[0], m = w->ne[1];
@@ -438,7 +507,7 @@ kiln_status kiln_matmul_many_with(const kiln_kernel_table *t, int count, const k
     if (!t || !w || !y || count < 1 || count > KILN_MATMUL_MAX)
         return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: no kernel table, or not 1..%d weights", KILN_MATMUL_MAX);
     mm_part parts[KILN_MATMUL_MAX];
-    bool quantized = false;
+    bool quantized = false, bf16 = false;
     int64_t k = -1, total = 0;
     for (int i = 0; i < count; i++) {
         kiln_status st = plan_one(t, w[i], x, n, y[i], &parts[i]);
@@ -449,6 +518,7 @@ kiln_status kiln_matmul_many_with(const kiln_kernel_table *t, int count, const k
                              (long long)k, (long long)w[i]->ne[0]);
         k = w[i]->ne[0];
         quantized |= parts[i].quantized;
+        bf16 |= parts[i].bf16;
         total += parts[i].n_tasks;
     }
     if (total == 0) return KILN_OK;
@@ -457,6 +527,14 @@ kiln_status kiln_matmul_many_with(const kiln_kernel_table *t, int count, const k
     if (quantized) {
         kiln_status st = quantize_inputs(t, x, n, k, &act, pool, &scratch);
         if (st) return st;
+    }
+    void *scratch_b16 = NULL;
+    if (bf16) {
+        kiln_status st = bf16_inputs(t, x, n, k, &act, pool, &scratch_b16);
+        if (st) {
+            free(scratch);
+            return st;
+        }
     }
     /* per-task scratch: the largest any part needs, one per thread */
     task_scratch ts = {.n = 0};
@@ -500,6 +578,7 @@ kiln_status kiln_matmul_many_with(const kiln_kernel_table *t, int count, const k
     for (int i = 0; i < count; i++) free(packs[i]);
     free(ts.mem);
     free(scratch);
+    free(scratch_b16);
     return st;
 }
 

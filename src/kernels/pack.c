@@ -213,3 +213,55 @@ kiln_status kiln_weight_pack_panels_with(const kiln_kernel_table *t, const kiln_
     *mem = p;
     return KILN_OK;
 }
+
+/* bf16 panels (KILN_BF16_P32, kernels_impl.h): rows in groups of KILN_GEMMF_ROWS, k padded
+ * to even kp, element j of row 32g + r at [(j/2) * 64 + r * 2 + j % 2] of group g (rows
+ * past m and the pad element zero), so that one 64-byte vector holds an element pair of
+ * 16 rows, what vdpbf16ps multiplies by a broadcast pair of one input. */
+kiln_status kiln_weight_pack_panels_bf16(const kiln_tensor *w, kiln_tensor *out, void **mem) {
+    return kiln_weight_pack_panels_bf16_with(kiln_kernels_current(), w, out, mem);
+}
+
+kiln_status kiln_weight_pack_panels_bf16_with(const kiln_kernel_table *t, const kiln_tensor *w, kiln_tensor *out,
+                                              void **mem) {
+    *mem = NULL;
+    if (!t || !t->gemmb || !w || (w->type != KILN_F32 && w->type != KILN_F16 && w->type != KILN_BF16) ||
+        w->ne[2] != 1 || w->ne[3] != 1 || !w->data)
+        return KILN_ERR_UNSUPPORTED;
+    const int64_t k = w->ne[0], m = w->ne[1], kp = (k + 1) & ~(int64_t)1;
+    size_t row_bytes, total;
+    if (k <= 0 || m <= 0 || !kiln_dtype_row_bytes(w->type, k, &row_bytes) || w->nb[1] < row_bytes)
+        return KILN_ERR_UNSUPPORTED;
+    const int64_t groups = (m + KILN_GEMMF_ROWS - 1) / KILN_GEMMF_ROWS;
+    if (!kiln_mul_ok((size_t)groups * KILN_GEMMF_ROWS, (size_t)kp * sizeof(uint16_t), &total))
+        return kiln_fail(KILN_ERR_NOMEM, "packing a %lld x %lld matrix: size overflows", (long long)m, (long long)k);
+    uint16_t *p = kiln_aligned_alloc(64, total);
+    float *row = kiln_malloc_array((size_t)k, sizeof *row);
+    if (!p || !row) {
+        free(p);
+        free(row);
+        return kiln_fail(KILN_ERR_NOMEM, "out of memory packing a %lld x %lld matrix", (long long)m, (long long)k);
+    }
+    memset(p, 0, total);
+    const kiln_kernel_table *ref = kiln_kernels_table(KILN_ISA_REF);
+    for (int64_t r = 0; r < m; r++) {
+        const uint8_t *src = (const uint8_t *)w->data + (size_t)r * w->nb[1];
+        uint16_t *g = p + (size_t)(r / KILN_GEMMF_ROWS) * KILN_GEMMF_ROWS * (size_t)kp + 2 * (r % KILN_GEMMF_ROWS);
+        if (w->type == KILN_BF16) {
+            for (int64_t j = 0; j < k; j++) memcpy(&g[(size_t)(j / 2) * 64 + (size_t)(j % 2)], src + 2 * j, 2);
+            continue;
+        }
+        if (w->type == KILN_F32)
+            memcpy(row, src, (size_t)k * sizeof *row);
+        else
+            ref->dequant[w->type](src, row, k);
+        for (int64_t j = 0; j < k; j++) g[(size_t)(j / 2) * 64 + (size_t)(j % 2)] = kiln_f32_to_bf16(row[j]);
+    }
+    free(row);
+    *out = *w;
+    out->type = KILN_BF16_P32;
+    out->nb[0] = sizeof(uint16_t), out->nb[1] = (size_t)kp * sizeof(uint16_t);
+    out->data = p;
+    *mem = p;
+    return KILN_OK;
+}

@@ -44,6 +44,8 @@ typedef enum {
     /* F32 / F16 / BF16 matrices as fp32 panels of 32 rows, for encoders that only ever
      * multiply batches (kernels_impl.h, kiln_weight_pack_panels) */
     KILN_F32_P32 = 69,
+    /* the same as bf16 pairs for the AVX-512 BF16 dot product (kiln_weight_pack_panels_bf16) */
+    KILN_BF16_P32 = 70,
 } kiln_dtype;
 
 typedef struct {
