@@ -219,6 +219,94 @@ kiln_status kiln_embedder_embed(kiln_embedder *e, const char *const *texts, cons
 /* Cosine similarity of two vectors of dim floats (0 when either is all zeros). */
 float kiln_cosine_similarity(const float *a, const float *b, int dim);
 
+/* ---- images: Stable Diffusion ------------------------------------------------------ */
+
+typedef struct kiln_sd kiln_sd;
+
+typedef struct {
+    const char *path;        /* a diffusers folder (model_index.json, text_encoder/, tokenizer/,
+                                unet/, vae/, scheduler/) or a single-file checkpoint */
+    const char *clip_vocab;  /* a single file has no tokenizer: OpenAI's bpe_simple_vocab_16e6.txt.gz
+                                or a folder with vocab.json + merges.txt; NULL: $KILN_CLIP_VOCAB */
+    const char *prediction;  /* NULL: the scheduler config's (else "epsilon");
+                                "epsilon" or "v_prediction" override it */
+    const char *precision;   /* arithmetic of the UNet and VAE: "f32", or "bf16" (about twice as
+                                fast on CPUs with AVX512_BF16, bf16 rounding); NULL: bf16 where
+                                the CPU has it, else f32 */
+    int n_threads;           /* 0: all cores */
+} kiln_sd_options;
+
+typedef struct {
+    int step, steps;         /* steps done of steps, for image `image` of the batch (from 0) */
+    double elapsed, eta;     /* seconds since the start and until the end (all images, VAE included) */
+    const uint8_t *preview;  /* NULL, or an RGB preview of image 0 (preview_w x preview_h) */
+    int preview_w, preview_h;
+} kiln_sd_progress;
+
+/* Called after every denoising step; returning false cancels the generation
+ * (kiln_sd_generate then returns KILN_ERR_CANCELLED). */
+typedef bool (*kiln_sd_progress_fn)(const kiln_sd_progress *p, void *user);
+
+typedef struct {
+    const char *prompt;           /* AUTOMATIC1111 syntax: (word:1.2), [word], BREAK; any length */
+    const char *negative_prompt;  /* NULL: "" */
+    int width, height;            /* multiples of 8, 64..2048; 0: the model's native size */
+    int steps;                    /* 1..150; 0: 20 */
+    float cfg_scale;              /* guidance; <= 1 runs no unconditional pass; NAN: 7.5 */
+    const char *sampler;          /* ddim, euler, euler_a, dpmpp_2m, dpmpp_2m_karras, lcm; NULL: euler_a */
+    uint64_t seed;
+    const char *rng;              /* "torch" (PyTorch's CPU torch.randn: diffusers' latents for the seed)
+                                     or "fast" (kiln's own generator); NULL: "torch" */
+    int clip_skip;                /* 0: the model's default (1, or 2 for an SD 2.x single file) */
+    int batch;                    /* images, 1..16; 0: 1 */
+    int preview_every;            /* steps between previews (0: none) */
+    kiln_sd_progress_fn progress; /* may be NULL */
+    void *user;
+} kiln_sd_params;
+
+typedef struct {
+    uint8_t *rgb;       /* width x height x 3, malloc'd */
+    int width, height;
+    uint64_t seed;
+    char *parameters;   /* the generation parameters in AUTOMATIC1111's text format, malloc'd */
+    char *json;         /* the same as a JSON object, malloc'd */
+} kiln_sd_image;
+
+/* Loads a Stable Diffusion model (SD 1.x, 2.x, SD-Turbo; F32, F16 or BF16 weights).
+ * SDXL and other pipelines are refused with a message naming them. */
+kiln_status kiln_sd_load(const kiln_sd_options *opt, kiln_sd **out);
+/* "f32" or "bf16": the arithmetic the model runs with. Static string. */
+const char *kiln_sd_precision(const kiln_sd *m);
+/* True if path looks like a Stable Diffusion model kiln runs (cheap). */
+bool kiln_sd_supports(const char *path);
+void kiln_sd_free(kiln_sd *m);
+/* Heap bytes the model holds beyond its mapped weights (prepared copies). */
+size_t kiln_sd_memory(const kiln_sd *m);
+/* Bytes one generation with p needs on top (activations, latents, the decode). */
+size_t kiln_sd_memory_needed(const kiln_sd *m, const kiln_sd_params *p);
+/* Generates p->batch images into out[0 .. batch) (each freed by kiln_sd_image_clear).
+ * Checks the parameters and the memory need first (KILN_ERR_INVALID_ARG,
+ * KILN_ERR_NOMEM naming what it needs); KILN_ERR_CANCELLED when the progress callback
+ * asks. Bit-identical for a seed whatever the thread count. Not reentrant per model. */
+kiln_status kiln_sd_generate(kiln_sd *m, const kiln_sd_params *p, kiln_sd_image *out);
+void kiln_sd_image_clear(kiln_sd_image *img);
+/* Timings of the parts of a generation at width x height (kiln bench). */
+typedef struct {
+    double text_s;          /* the text encoder on one 77-token window */
+    double step_s, step_sd; /* one denoising step with guidance: two UNet passes (mean, sd over reps) */
+    double decode_s;        /* the VAE decode of one image */
+} kiln_sd_bench_result;
+
+/* Runs each part reps times (after one untimed warm-up) on random latents. */
+kiln_status kiln_sd_bench(kiln_sd *m, int width, int height, int reps, kiln_sd_bench_result *out);
+
+/* Writes img as a PNG at png_path with its parameters in a "parameters" text chunk
+ * (AUTOMATIC1111's format, which its PNG-info reader and other tools parse), and, if
+ * json_path is not NULL, the JSON sidecar. Each file appears complete or not at all. */
+kiln_status kiln_sd_image_write(const kiln_sd_image *img, const char *png_path, const char *json_path);
+/* The same PNG in memory: *png (malloc'd) of *len bytes. */
+kiln_status kiln_sd_image_encode(const kiln_sd_image *img, uint8_t **png, size_t *len);
+
 /* ---- engine: the job queue ------------------------------------------------------ */
 
 /* Every capability runs as a job of the engine: a durable queue (SQLite) with

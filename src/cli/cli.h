@@ -10,6 +10,7 @@
 int kiln_cmd_generate(int argc, char **argv);
 int kiln_cmd_tokenize(int argc, char **argv);
 int kiln_cmd_embed(int argc, char **argv);
+int kiln_cmd_image(int argc, char **argv);
 int kiln_cmd_eval(int argc, char **argv);
 int kiln_cmd_info(int argc, char **argv);
 int kiln_cmd_template(int argc, char **argv);
@@ -20,5 +21,8 @@ int kiln_cmd_quantize(int argc, char **argv);
 int kiln_cmd_bench(int argc, char **argv);
 /* kiln bench for an embedding model (cmd_bench_embed.c). */
 int cli_bench_embed(const char *model, int threads, int reps, int short_len, int long_len, int n_texts, bool json);
+
+/* kiln bench for a Stable Diffusion model (cmd_bench_sd.c). */
+int cli_bench_sd(const char *model, int threads, int reps, int width, int height, const char *precision, bool json);
 
 #endif

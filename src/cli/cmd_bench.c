@@ -77,8 +77,9 @@ static cJSON *series_json(const series *s, int tokens) {
 
 int kiln_cmd_bench(int argc, char **argv) {
     const char *model = NULL;
-    int p = 512, n = 128, threads = 0, reps = 5, short_len = 16, n_texts = 64;
+    int p = 512, n = 128, threads = 0, reps = 5, short_len = 16, n_texts = 64, width = 512, height = 512;
     bool json = false;
+    const char *precision = NULL;
     arg_spec specs[] = {
         {"--model", "-m", ARG_STR, &model, "model file (.gguf, llama2.c .bin or folder)"},
         {"--n-prompt", "-p", ARG_INT, &p, "prompt tokens processed in one batch (default 512; 0: skip)"},
@@ -88,12 +89,16 @@ int kiln_cmd_bench(int argc, char **argv) {
         {"--json", NULL, ARG_FLAG, &json, "print one JSON object instead of the table"},
         {"--short", NULL, ARG_INT, &short_len, "embedding models: tokens of the one-text latency test (default 16)"},
         {"--texts", NULL, ARG_INT, &n_texts, "embedding models: texts of -p tokens in the batch test (default 64)"},
+        {"--width", "-W", ARG_INT, &width, "image models: width (default 512)"},
+        {"--height", "-H", ARG_INT, &height, "image models: height (default 512)"},
+        {"--precision", NULL, ARG_STR, &precision, "image models: f32 or bf16 arithmetic (default: the best here)"},
     };
     const char *pos[1];
     int n_pos;
     int r = args_parse(argc, argv, specs, sizeof specs / sizeof specs[0], pos, 0, &n_pos,
                        "usage: kiln bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS] [--json]\n"
-                       "       kiln bench -m EMBEDDING_MODEL [--short 16] [-p 128] [--texts 64] [-t N] [-r REPS] [--json]");
+                       "       kiln bench -m EMBEDDING_MODEL [--short 16] [-p 128] [--texts 64] [-t N] [-r REPS] [--json]\n"
+                       "       kiln bench -m IMAGE_MODEL [-W 512 -H 512] [--precision f32|bf16] [-t N] [-r REPS] [--json]");
     if (r) return r == 1 ? 0 : 2;
     if (!model) {
         fprintf(stderr, "kiln bench: -m MODEL is required\n");
@@ -103,6 +108,7 @@ int kiln_cmd_bench(int argc, char **argv) {
         fprintf(stderr, "kiln bench: need -p >= 0, -n >= 0 (not both 0), -r >= 1, -t >= 0\n");
         return 2;
     }
+    if (kiln_sd_supports(model)) return cli_bench_sd(model, threads, reps, width, height, precision, json);
     if (kiln_embedder_supports(model)) {
         /* -p defaults to 512 for an LLM; an embedder's texts default to 128 tokens */
         bool p_given = false;

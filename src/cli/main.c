@@ -13,6 +13,7 @@ static const struct {
 } g_commands[] = {
     {"generate", kiln_cmd_generate, "generate text from a prompt, streamed to stdout"},
     {"tokenize", kiln_cmd_tokenize, "print the token ids of a text"},
+    {"image", kiln_cmd_image, "Stable Diffusion: an image from a prompt, as PNG with its parameters"},
     {"embed", kiln_cmd_embed, "sentence embeddings (BERT family) of texts, or their similarities"},
     {"eval", kiln_cmd_eval, "run the model on tokens: perplexity and last logits"},
     {"info", kiln_cmd_info, "print a model file's metadata and tensor table"},

@@ -77,12 +77,12 @@ bool kiln_conv2d_out_size(int H, int W, int kh, int kw, int stride, kiln_pad2d p
     return true;
 }
 
-kiln_status kiln_conv_weight_prepare(const kiln_tensor *w4d, kiln_tensor *out, void **mem) {
-    return kiln_conv_weight_prepare_with(kiln_kernels_current(), w4d, out, mem);
+kiln_status kiln_conv_weight_prepare(const kiln_tensor *w4d, bool bf16, kiln_tensor *out, void **mem) {
+    return kiln_conv_weight_prepare_with(kiln_kernels_current(), w4d, bf16, out, mem);
 }
 
-kiln_status kiln_conv_weight_prepare_with(const kiln_kernel_table *t, const kiln_tensor *w4d, kiln_tensor *out,
-                                          void **mem) {
+kiln_status kiln_conv_weight_prepare_with(const kiln_kernel_table *t, const kiln_tensor *w4d, bool bf16,
+                                          kiln_tensor *out, void **mem) {
     *mem = NULL;
     if (!w4d || !w4d->data) return kiln_fail(KILN_ERR_INVALID_ARG, "conv weight: no tensor");
     if (w4d->type != KILN_F32 && w4d->type != KILN_F16 && w4d->type != KILN_BF16)
@@ -119,7 +119,8 @@ kiln_status kiln_conv_weight_prepare_with(const kiln_kernel_table *t, const kiln
             }
     const kiln_tensor mat = {.type = KILN_F32, .n_dims = 2, .ne = {(int64_t)k, O, 1, 1},
                              .nb = {4, k * 4, k * 4 * (size_t)O, k * 4 * (size_t)O}, .data = m};
-    kiln_status st = kiln_weight_pack_panels_with(t, &mat, out, mem);
+    kiln_status st = bf16 ? kiln_weight_pack_panels_bf16_with(t, &mat, out, mem) : KILN_ERR_UNSUPPORTED;
+    if (st == KILN_ERR_UNSUPPORTED) st = kiln_weight_pack_panels_with(t, &mat, out, mem);
     if (st == KILN_OK) {
         free(m);
         return KILN_OK;

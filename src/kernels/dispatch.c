@@ -73,6 +73,8 @@ static void init_once(void) {
 
 void kiln_kernels_init(void) { pthread_once(&g_once, init_once); }
 
+bool kiln_kernels_has_bf16(void) { return kiln_kernels_current()->gemmb != NULL; }
+
 const char *kiln_kernels_isa(void) {
     kiln_kernels_init();
     return g_tables[g_level].name;

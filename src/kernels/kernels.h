@@ -24,6 +24,8 @@
 void kiln_kernels_init(void);
 /* Name of the chosen level: "ref", "avx2" or "avx512". */
 const char *kiln_kernels_isa(void);
+/* True if the chosen level multiplies bf16 panels (AVX512_BF16). */
+bool kiln_kernels_has_bf16(void);
 
 /* True if kiln_matmul accepts weights of type t (F32, F16, BF16, Q8_0, Q4_0, Q4_1,
  * Q5_0, Q5_1, and whatever other families the kernel table registers). */
@@ -133,10 +135,11 @@ bool kiln_conv2d_out_size(int H, int W, int kh, int kw, int stride, kiln_pad2d p
  * stores it (kiln's ne = [kw, kh, C, O]; F32, F16 or BF16, elements contiguous along
  * ne[0]). *out becomes the 2-D matrix ne = [kh*kw*C, O] whose row o holds w[o] in
  * (ky, kx, c) order, the order of a channels-last patch, as fp32 panels
- * (KILN_F32_P32) where this CPU has the panel kernel, else plain F32. *mem holds its
+ * (KILN_F32_P32) where this CPU has the panel kernel (bf16: bf16 panels, KILN_BF16_P32,
+ * where it has AVX512_BF16), else plain F32. *mem holds its
  * bytes (free() after the last use). KILN_ERR_INVALID_ARG, KILN_ERR_UNSUPPORTED (other
  * types), KILN_ERR_NOMEM. */
-kiln_status kiln_conv_weight_prepare(const kiln_tensor *w4d, kiln_tensor *out, void **mem);
+kiln_status kiln_conv_weight_prepare(const kiln_tensor *w4d, bool bf16, kiln_tensor *out, void **mem);
 
 /* 2-D convolution (cross-correlation, as torch.nn.functional.conv2d) of one
  * channels-last image x (H, W, C) with a prepared weight w (ne [kh*kw*C, O]) and

@@ -245,7 +245,7 @@ kiln_status kiln_weight_pack_panels_with(const kiln_kernel_table *t, const kiln_
 /* kiln_conv_weight_prepare and kiln_conv2d with an explicit table (tests run every
  * level); tile_pixels > 0 overrides the output pixels per im2col tile (tests cut tiles
  * across rows), 0 takes the default (conv.c). */
-kiln_status kiln_conv_weight_prepare_with(const kiln_kernel_table *t, const kiln_tensor *w4d, kiln_tensor *out,
+kiln_status kiln_conv_weight_prepare_with(const kiln_kernel_table *t, const kiln_tensor *w4d, bool bf16, kiln_tensor *out,
                                           void **mem);
 kiln_status kiln_conv2d_with(const kiln_kernel_table *t, const kiln_tensor *w, const float *bias, const float *x, int H,
                              int W, int C, int kh, int kw, int stride, kiln_pad2d pad, float *y, void *scratch,

@@ -82,7 +82,7 @@ kiln_status kiln_bind_table_check(const kiln_tensor *t, const char *path, const 
 /* ---- packing ------------------------------------------------------------------- */
 
 typedef struct {
-    bool panels;
+    kiln_panel_mode panels;
     const kiln_tensor **slot;
     kiln_tensor packed;
     void *mem;
@@ -92,10 +92,13 @@ typedef struct {
 static void pack_task(void *ctx, int64_t i) {
     pack_item *it = (pack_item *)ctx + i;
     it->st = kiln_weight_pack(*it->slot, &it->packed, &it->mem);
-    if (it->st == KILN_ERR_UNSUPPORTED && it->panels) it->st = kiln_weight_pack_panels(*it->slot, &it->packed, &it->mem);
+    if (it->st == KILN_ERR_UNSUPPORTED && it->panels == KILN_PANELS_BF16)
+        it->st = kiln_weight_pack_panels_bf16(*it->slot, &it->packed, &it->mem);
+    if (it->st == KILN_ERR_UNSUPPORTED && it->panels != KILN_PANELS_NONE)
+        it->st = kiln_weight_pack_panels(*it->slot, &it->packed, &it->mem);
 }
 
-kiln_status kiln_pack_matrices(const kiln_tensor **const *slots, int n, bool float_panels, kiln_pool *pool,
+kiln_status kiln_pack_matrices(const kiln_tensor **const *slots, int n, kiln_panel_mode mode, kiln_pool *pool,
                                kiln_packed_set *out) {
     pack_item *items = calloc((size_t)n + 1, sizeof *items);
     out->t = calloc((size_t)n + 1, sizeof *out->t);
@@ -106,7 +109,7 @@ kiln_status kiln_pack_matrices(const kiln_tensor **const *slots, int n, bool flo
     }
     int n_items = 0;
     for (int i = 0; i < n; i++)
-        if (slots[i] && *slots[i]) items[n_items++] = (pack_item){.panels = float_panels, .slot = slots[i]};
+        if (slots[i] && *slots[i]) items[n_items++] = (pack_item){.panels = mode, .slot = slots[i]};
     kiln_pool_for(pool, n_items, pack_task, items);
     kiln_status st = KILN_OK;
     for (int i = 0; i < n_items; i++) {

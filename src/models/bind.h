@@ -54,12 +54,18 @@ typedef struct {
     int n;
 } kiln_packed_set;
 
+/* What kiln_pack_matrices does with float (F32, F16, BF16) matrices. */
+typedef enum {
+    KILN_PANELS_NONE, /* leave them as they are (decoders: one row at a time) */
+    KILN_PANELS_F32,  /* fp32 panels (kiln_weight_pack_panels: models that only run batches) */
+    KILN_PANELS_BF16, /* bf16 panels where the CPU has AVX512_BF16, else fp32 panels */
+} kiln_panel_mode;
+
 /* Repacks every *slots[i] (NULL slots skipped) that this CPU's kernels pack, in
  * parallel one task each, and points the slot at the packed copy kept in out. Types
- * the kernels leave as they are keep their slot. float_panels: float matrices too,
- * as fp32 panels (kiln_weight_pack_panels: for models that only run batches).
+ * the kernels leave as they are keep their slot; float matrices go as mode says.
  * KILN_ERR_NOMEM on failure (slots packed so far stay valid and are freed with out). */
-kiln_status kiln_pack_matrices(const kiln_tensor **const *slots, int n, bool float_panels, kiln_pool *pool,
+kiln_status kiln_pack_matrices(const kiln_tensor **const *slots, int n, kiln_panel_mode mode, kiln_pool *pool,
                                kiln_packed_set *out);
 
 /* Frees the packed copies. This function can't fail. */

@@ -81,7 +81,7 @@ static kiln_status pack_weights(kiln_llama *m) {
         for (int k = 0; k < per_layer; k++) slots[l * per_layer + k] = s[k];
     }
     slots[n - 1] = &m->output;
-    kiln_status st = kiln_pack_matrices((const kiln_tensor **const *)slots, n, false, m->pool, &m->packed);
+    kiln_status st = kiln_pack_matrices((const kiln_tensor **const *)slots, n, KILN_PANELS_NONE, m->pool, &m->packed);
     free(slots);
     return st;
 }

@@ -19,6 +19,7 @@
 #include "base/alloc.h"
 #include "base/rng.h"
 #include "base/status.h"
+#include "models/sd_random.h"
 #include "base/threadpool.h"
 #include "formats/gguf_write.h"
 #include "kernels/kernels.h"
@@ -51,9 +52,11 @@ static const shape g_shapes[] = {
 #define N_SHAPES (sizeof g_shapes / sizeof g_shapes[0])
 
 const char *const *kiln_random_shapes(void) {
-    static const char *names[N_SHAPES + 1];
+    static const char *names[N_SHAPES + 3];
     for (size_t i = 0; i < N_SHAPES; i++) names[i] = g_shapes[i].name; /* same values every call */
-    names[N_SHAPES] = NULL;
+    names[N_SHAPES] = "sd15"; /* Stable Diffusion folders (sd_random.c) */
+    names[N_SHAPES + 1] = "sd-tiny";
+    names[N_SHAPES + 2] = NULL;
     return names;
 }
 
@@ -173,12 +176,13 @@ static kiln_status set_metadata(kiln_gguf_writer *w, const shape *s, const kiln_
 
 kiln_status kiln_model_random(const char *out_path, const kiln_random_model_options *opt) {
     if (!out_path || !opt) return kiln_fail(KILN_ERR_INVALID_ARG, "random model: missing argument");
+    if (kiln_sd_random_shape(opt->shape)) return kiln_sd_random_write(out_path, opt);
     const shape *s = NULL;
     for (size_t i = 0; i < N_SHAPES; i++)
         if (opt->shape && !strcmp(opt->shape, g_shapes[i].name)) s = &g_shapes[i];
     if (!s)
         return kiln_fail(KILN_ERR_INVALID_ARG, "unknown shape '%s' (known: smollm-135m, tinyllama-1.1b, llama2-7b, "
-                         "llama3-8b, tiny, tiny-bpe, minilm-l6, minilm-l12, bge-base, bert-tiny)",
+                         "llama3-8b, tiny, tiny-bpe, minilm-l6, minilm-l12, bge-base, bert-tiny, sd15, sd-tiny)",
                          opt->shape ? opt->shape : "");
     const kiln_qtype *q = kiln_qtype_find(opt->type);
     if (!q)

@@ -36,13 +36,18 @@ typedef struct {
     kiln_packed_set packed;
     const kiln_tensor ***slots; /* matrices to pack once binding is done */
     int n_slots, cap_slots;
+    size_t bytes;               /* vectors and prepared conv weights */
 } sd_owned;
+
+/* Heap bytes of o: vectors, prepared conv weights, packed matrices. */
+size_t sd_owned_bytes(const sd_owned *o);
 
 /* Binding context: the weights, the prefix of every name, the file (for errors). */
 typedef struct {
     const kiln_weight_list *w;
     const char *prefix, *path;
     sd_owned *own;
+    bool bf16; /* matrices and conv weights as bf16 panels (where the CPU has AVX512_BF16) */
 } sd_binder;
 
 typedef struct {
@@ -104,8 +109,8 @@ kiln_status sd_bind_resnet(const sd_binder *b, sd_resnet *r, int cin, int cout, 
 kiln_status sd_bind_transformer(const sd_binder *b, sd_transformer *t, int c, int ctx_dim, int heads, int n_blocks,
                                 const char *p);
 kiln_status sd_bind_vae_attn(const sd_binder *b, sd_vae_attn *a, int c, const char *p);
-/* Packs the matrices bound so far (one parallel pass). */
-kiln_status sd_owned_pack(sd_owned *o, kiln_pool *pool);
+/* Packs the matrices bound so far (one parallel pass), as bf16 panels if bf16. */
+kiln_status sd_owned_pack(sd_owned *o, bool bf16, kiln_pool *pool);
 void sd_owned_free(sd_owned *o);
 void sd_transformer_free(sd_transformer *t);
 

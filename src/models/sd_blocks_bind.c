@@ -37,13 +37,20 @@ static kiln_status keep_slot(sd_owned *o, const kiln_tensor **slot) {
     return KILN_OK;
 }
 
-kiln_status sd_owned_pack(sd_owned *o, kiln_pool *pool) {
+kiln_status sd_owned_pack(sd_owned *o, bool bf16, kiln_pool *pool) {
     if (!o->n_slots) return KILN_OK;
-    kiln_status st = kiln_pack_matrices((const kiln_tensor **const *)o->slots, o->n_slots, true, pool, &o->packed);
+    kiln_status st = kiln_pack_matrices((const kiln_tensor **const *)o->slots, o->n_slots,
+                                        bf16 ? KILN_PANELS_BF16 : KILN_PANELS_F32, pool, &o->packed);
     free(o->slots);
     o->slots = NULL;
     o->n_slots = o->cap_slots = 0;
     return st;
+}
+
+size_t sd_owned_bytes(const sd_owned *o) {
+    size_t b = o->bytes;
+    for (int i = 0; i < o->packed.n; i++) b += o->packed.t[i].nb[1] * (size_t)o->packed.t[i].ne[1];
+    return b;
 }
 
 void sd_owned_free(sd_owned *o) {
@@ -65,7 +72,9 @@ static const kiln_tensor *find_suffix(const sd_binder *b, char *name, size_t n, 
 static kiln_status bind_vec(const sd_binder *b, const char *base, const char *suffix, int n, const float **dst) {
     char name[400];
     const kiln_tensor *t = find_suffix(b, name, sizeof name, base, suffix);
-    return kiln_bind_vector_copy(t, b->path, name, n, &b->own->floats, dst);
+    kiln_status st = kiln_bind_vector_copy(t, b->path, name, n, &b->own->floats, dst);
+    if (!st) b->own->bytes += (size_t)n * sizeof(float);
+    return st;
 }
 
 /* ---- blocks ------------------------------------------------------------------------- */
@@ -83,12 +92,13 @@ kiln_status sd_bind_conv(const sd_binder *b, sd_conv *c, int cin, int cout, int 
                          b->path, name, (long long)t->ne[3], (long long)t->ne[2], (long long)t->ne[1],
                          (long long)t->ne[0], cout, cin, k, k);
     void *mem = NULL;
-    kiln_status st = kiln_conv_weight_prepare(t, &c->w, &mem);
+    kiln_status st = kiln_conv_weight_prepare(t, b->bf16, &c->w, &mem);
     if (st) return kiln_fail_prefix(st, "%s: tensor '%s'", b->path, name);
     if ((st = keep_mem(b->own, mem))) {
         free(mem);
         return st;
     }
+    b->own->bytes += c->w.nb[1] * (size_t)c->w.ne[1];
     c->k = k;
     c->cin = cin;
     c->cout = cout;

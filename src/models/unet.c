@@ -112,10 +112,10 @@ static kiln_status bind_all(kiln_unet *m, const sd_binder *b) {
     if ((st = sd_bind_norm(b, &m->norm_out, c0, "conv_norm_out")) ||
         (st = sd_bind_conv(b, &m->conv_out, c0, c->out_channels, 3, "conv_out")))
         return st;
-    return sd_owned_pack(&m->own, m->pool);
+    return sd_owned_pack(&m->own, b->bf16, m->pool);
 }
 
-kiln_status kiln_unet_create(const kiln_weight_list *w, const char *prefix, const kiln_unet_config *cfg,
+kiln_status kiln_unet_create(const kiln_weight_list *w, const char *prefix, const kiln_unet_config *cfg, bool bf16,
                              const char *path, kiln_pool *pool, kiln_unet **out) {
     *out = NULL;
     if (!w || !cfg) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_unet_create: no weights or config");
@@ -127,7 +127,7 @@ kiln_status kiln_unet_create(const kiln_weight_list *w, const char *prefix, cons
     if (!m) return kiln_fail(KILN_ERR_NOMEM, "out of memory");
     m->cfg = *cfg;
     m->pool = pool;
-    sd_binder b = {w, prefix ? prefix : "", path ? path : "(weights)", &m->own};
+    sd_binder b = {w, prefix ? prefix : "", path ? path : "(weights)", &m->own, bf16};
     kiln_status st = bind_all(m, &b);
     if (st) {
         kiln_unet_free(m);
@@ -154,11 +154,7 @@ void kiln_unet_free(kiln_unet *m) {
 
 const kiln_unet_config *kiln_unet_get_config(const kiln_unet *m) { return &m->cfg; }
 
-size_t kiln_unet_heap_bytes(const kiln_unet *m) {
-    size_t b = 0;
-    for (int i = 0; i < m->own.packed.n; i++) b += m->own.packed.t[i].nb[1] * (size_t)m->own.packed.t[i].ne[1];
-    return b; /* prepared conv weights are counted by the pipeline from their shapes */
-}
+size_t kiln_unet_heap_bytes(const kiln_unet *m) { return sd_owned_bytes(&m->own); }
 
 size_t kiln_unet_activation_bytes(const kiln_unet_config *c, int h, int w, int n_ctx) {
     double skips = 0, widest = 0, attn = 0;

@@ -45,10 +45,12 @@ typedef struct kiln_unet kiln_unet;
  * key: KILN_ERR_UNSUPPORTED; malformed ones KILN_ERR_FORMAT. */
 kiln_status kiln_unet_config_json(const char *json, const char *what, kiln_unet_config *c);
 
-/* Binds the UNet in w (names under prefix, "" for a diffusers folder). path names
+/* Binds the UNet in w (names under prefix, "" for a diffusers folder). bf16: its
+ * matrices and convolutions run as bf16 panels where the CPU has AVX512_BF16 (about
+ * twice as fast, bf16's rounding of weights and activations). path names
  * the file in errors; pool (may be NULL) runs the kernels and must outlive the
  * model. On success *out is owned by the caller (kiln_unet_free). */
-kiln_status kiln_unet_create(const kiln_weight_list *w, const char *prefix, const kiln_unet_config *cfg,
+kiln_status kiln_unet_create(const kiln_weight_list *w, const char *prefix, const kiln_unet_config *cfg, bool bf16,
                              const char *path, kiln_pool *pool, kiln_unet **out);
 void kiln_unet_free(kiln_unet *m);
 const kiln_unet_config *kiln_unet_get_config(const kiln_unet *m);

@@ -170,7 +170,7 @@ static kiln_status bind_decoder(const sd_binder *b, const kiln_vae_config *c, va
 }
 
 kiln_status kiln_vae_create(const kiln_weight_list *w, const char *prefix, const kiln_vae_config *cfg, bool decoder_only,
-                            const char *path, kiln_pool *pool, kiln_vae **out) {
+                            bool bf16, const char *path, kiln_pool *pool, kiln_vae **out) {
     *out = NULL;
     if (!w || !cfg || cfg->n_blocks < 1 || cfg->n_blocks > KILN_VAE_MAX_BLOCKS || cfg->layers_per_block < 1 ||
         cfg->layers_per_block > 15)
@@ -181,10 +181,10 @@ kiln_status kiln_vae_create(const kiln_weight_list *w, const char *prefix, const
     m->cfg = *cfg;
     m->pool = pool;
     m->has_encoder = !decoder_only;
-    sd_binder b = {w, prefix ? prefix : "", path ? path : "(weights)", &m->own};
+    sd_binder b = {w, prefix ? prefix : "", path ? path : "(weights)", &m->own, bf16};
     kiln_status st = bind_decoder(&b, cfg, &m->dec);
     if (!st && m->has_encoder) st = bind_encoder(&b, cfg, &m->enc);
-    if (!st) st = sd_owned_pack(&m->own, pool);
+    if (!st) st = sd_owned_pack(&m->own, bf16, pool);
     if (st) {
         kiln_vae_free(m);
         return st;
@@ -200,6 +200,7 @@ void kiln_vae_free(kiln_vae *m) {
 }
 
 const kiln_vae_config *kiln_vae_get_config(const kiln_vae *m) { return &m->cfg; }
+size_t kiln_vae_heap_bytes(const kiln_vae *m) { return sd_owned_bytes(&m->own); }
 
 /* ---- forward ----------------------------------------------------------------------------- */
 

@@ -35,11 +35,14 @@ typedef struct kiln_vae kiln_vae;
 kiln_status kiln_vae_config_json(const char *json, const char *what, kiln_vae_config *c);
 
 /* Binds the VAE in w under prefix. decoder_only: skip the encoder (txt2img needs
- * none; its tensors need not exist). pool (may be NULL) must outlive the model. */
+ * none; its tensors need not exist). bf16: as for kiln_unet_create. pool (may be
+ * NULL) must outlive the model. */
 kiln_status kiln_vae_create(const kiln_weight_list *w, const char *prefix, const kiln_vae_config *cfg, bool decoder_only,
-                            const char *path, kiln_pool *pool, kiln_vae **out);
+                            bool bf16, const char *path, kiln_pool *pool, kiln_vae **out);
 void kiln_vae_free(kiln_vae *m);
 const kiln_vae_config *kiln_vae_get_config(const kiln_vae *m);
+/* Heap bytes the VAE holds (prepared and packed weights, vectors). */
+size_t kiln_vae_heap_bytes(const kiln_vae *m);
 
 /* Called after each stage (decoder: conv_in, mid, up.i, out; encoder: conv_in,
  * down.i, mid, out, moments), for tests. */

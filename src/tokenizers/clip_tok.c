@@ -106,6 +106,13 @@ static void byte_tables(kiln_clip_tok *t, int order[256]) {
 
 static size_t put_cp(char *dst, uint32_t cp) { return (size_t)utf8proc_encode_char((utf8proc_int32_t)cp, (utf8proc_uint8_t *)dst); }
 
+size_t kiln_clip_tok_byte_symbol(int b, char out[4]) {
+    int n = 0;
+    for (int k = 0; k < b; k++) n += !printable(k);
+    return put_cp(out, printable(b) ? (uint32_t)b : (uint32_t)(256 + n));
+}
+
+
 static kiln_status compile_pattern(kiln_clip_tok *t) {
     static const char pat[] = "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|"
                               "[^\\s\\p{L}\\p{N}]+";

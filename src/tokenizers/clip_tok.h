@@ -32,6 +32,11 @@ kiln_status kiln_clip_tok_from_merges_gz(const char *path, kiln_clip_tok **out);
 kiln_status kiln_clip_tok_from_hf(const char *vocab_json, const char *merges_txt, kiln_clip_tok **out);
 void kiln_clip_tok_free(kiln_clip_tok *t);
 
+/* The printable symbol byte b stands for in the vocabulary (GPT-2's byte mapping),
+ * as UTF-8 in out (not NUL-terminated); returns its length (1 or 2). For writers of
+ * vocabularies (random models). */
+size_t kiln_clip_tok_byte_symbol(int b, char out[4]);
+
 int32_t kiln_clip_tok_n_vocab(const kiln_clip_tok *t);
 int32_t kiln_clip_tok_bos(const kiln_clip_tok *t); /* <|startoftext|> */
 int32_t kiln_clip_tok_eos(const kiln_clip_tok *t); /* <|endoftext|> */

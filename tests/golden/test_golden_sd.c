@@ -152,11 +152,11 @@ static kiln_status load(const sd_case *c, const char *path, const char *config, 
     if (!strcmp(c->model, "unet")) {
         kiln_unet_config cfg;
         if (!(st = kiln_unet_config_json(config, "config.json", &cfg)))
-            st = kiln_unet_create(w, "", &cfg, path, l->pool, &l->unet);
+            st = kiln_unet_create(w, "", &cfg, false, path, l->pool, &l->unet);
     } else {
         kiln_vae_config cfg;
         if (!(st = kiln_vae_config_json(config, "config.json", &cfg)))
-            st = kiln_vae_create(w, "", &cfg, false, path, l->pool, &l->vae);
+            st = kiln_vae_create(w, "", &cfg, false, false, path, l->pool, &l->vae);
     }
     return st;
 }

@@ -92,7 +92,7 @@ static void hand_cases(const kiln_kernel_table *t) {
     wv[WI(0, 1, 0, 2)] = 1.0f, wv[WI(1, 0, 2, 0)] = 2.0f, wv[WI(2, 0, 1, 1)] = 1.0f, wv[WI(2, 1, 1, 1)] = -1.0f;
     void *wm, *pm;
     kiln_tensor w4 = make_w4d(KILN_F32, wv, O, C, 3, 3, &wm), wp;
-    CHECK_OK(kiln_conv_weight_prepare_with(t, &w4, &wp, &pm));
+    CHECK_OK(kiln_conv_weight_prepare_with(t, &w4, false, &wp, &pm));
     float *y = buf_alloc(H * W * O);
     CHECK_OK(kiln_conv2d_with(t, &wp, b, x, H, W, C, 3, 3, 1, kiln_pad2d_same(1), y, NULL, 0, pool2, 0));
     bool ok = buf_intact(y, H * W * O);
@@ -116,7 +116,7 @@ static void hand_cases(const kiln_kernel_table *t) {
         for (int j = 0; j < W2; j++) x2[i * W2 + j] = xval(i, j, 0);
     w2[0] = 1.0f, w2[9 + 8] = 1.0f;
     kiln_tensor w4b = make_w4d(KILN_BF16, w2, 2, 1, 3, 3, &wm);
-    CHECK_OK(kiln_conv_weight_prepare_with(t, &w4b, &wp, &pm));
+    CHECK_OK(kiln_conv_weight_prepare_with(t, &w4b, false, &wp, &pm));
     int Ho, Wo;
     const kiln_pad2d pad = {0, 0, 1, 1};
     CHECK(kiln_conv2d_out_size(H2, W2, 3, 3, 2, pad, &Ho, &Wo) && Ho == 2 && Wo == 2);
@@ -171,7 +171,7 @@ static void conv_case(const kiln_kernel_table *t, const conv_shape *s, kiln_dtyp
     float *ref = malloc(ny * 4), *mag = malloc(ny * 4);
     kiln_ref_conv2d(&w4, bias ? b : NULL, x, s->H, s->W, s->C, s->stride, s->pad, ref);
     kiln_ref_conv2d(&a4, bias ? ab : NULL, ax, s->H, s->W, s->C, s->stride, s->pad, mag);
-    CHECK_OK(kiln_conv_weight_prepare_with(t, &w4, &wp, &pm));
+    CHECK_OK(kiln_conv_weight_prepare_with(t, &w4, false, &wp, &pm));
     CHECK(wp.ne[0] == (int64_t)s->kh * s->kw * s->C && wp.ne[1] == s->O);
     float *y1 = buf_alloc(ny), *y2 = buf_alloc(ny), *y3 = buf_alloc(ny), tiny[4];
     /* 1 thread, scratch allocated; 2 threads in the caller's scratch (which must hold
@@ -213,7 +213,7 @@ static void conv_refused(const kiln_kernel_table *t) {
     float wv[2 * 3 * 9] = {0}, x[3 * 4 * 4] = {0}, y[64];
     void *wm, *pm;
     kiln_tensor w4 = make_w4d(KILN_F32, wv, 2, 3, 3, 3, &wm), wp;
-    CHECK_OK(kiln_conv_weight_prepare_with(t, &w4, &wp, &pm));
+    CHECK_OK(kiln_conv_weight_prepare_with(t, &w4, false, &wp, &pm));
     /* channels that do not match the weight; kernel larger than the padded image */
     CHECK(kiln_conv2d_with(t, &wp, NULL, x, 4, 4, 2, 3, 3, 1, kiln_pad2d_same(1), y, NULL, 0, NULL, 0) ==
           KILN_ERR_INVALID_ARG);
@@ -224,7 +224,7 @@ static void conv_refused(const kiln_kernel_table *t) {
     free(wm), free(pm);
     kiln_tensor q = w4;
     q.type = KILN_Q8_0;
-    CHECK(kiln_conv_weight_prepare_with(t, &q, &wp, &pm) == KILN_ERR_UNSUPPORTED && pm == NULL);
+    CHECK(kiln_conv_weight_prepare_with(t, &q, false, &wp, &pm) == KILN_ERR_UNSUPPORTED && pm == NULL);
 }
 
 /* ---- group norm, silu, upsample, geglu ------------------------------------------- */
@@ -351,7 +351,7 @@ static void golden(const kiln_kernel_table *t, const char *path) {
             for (int i = 0; i < O; i++) b[i] = gb(i);
             void *wm, *pm;
             kiln_tensor w4 = make_w4d(types[h[12]], wv, O, C, kh, kw, &wm), wp;
-            CHECK_OK(kiln_conv_weight_prepare_with(t, &w4, &wp, &pm));
+            CHECK_OK(kiln_conv_weight_prepare_with(t, &w4, false, &wp, &pm));
             CHECK_OK(kiln_conv2d_with(t, &wp, h[13] ? b : NULL, x, H, W, C, kh, kw, stride, pad, y, NULL, 0, pool2, 0));
             kiln_ref_conv2d(&w4, h[13] ? b : NULL, x, H, W, C, stride, pad, ry);
             double e = 0, er = 0, m = 0;
@@ -402,7 +402,7 @@ static void timing(void) {
     for (size_t i = 0; i < (size_t)O * C * 9; i++) wv[i] = frand(0.05f);
     void *wm, *pm;
     kiln_tensor w4 = make_w4d(KILN_F16, wv, O, C, 3, 3, &wm), wp;
-    CHECK_OK(kiln_conv_weight_prepare(&w4, &wp, &pm));
+    CHECK_OK(kiln_conv_weight_prepare(&w4, false, &wp, &pm));
     const double flop = 2.0 * H * W * O * C * 9;
     const size_t sb = kiln_conv2d_scratch_bytes(C, 3, 3, 2);
     void *scratch = malloc(sb);
