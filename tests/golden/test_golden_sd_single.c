@@ -156,7 +156,7 @@ static void run_unet(const gcase *c, const kiln_sd_single *s) {
     CHECK(u.groups == 32 && !s->linear_projection && s->family == KILN_SD_FAMILY_SD1);
     u.groups = json_at(cfg, "norm_num_groups", 0);
     kiln_unet *m = NULL;
-    CHECK_OK(kiln_unet_create(&s->unet, "", &u, "single.safetensors", NULL, &m));
+    CHECK_OK(kiln_unet_create(&s->unet, "", &u, false, "single.safetensors", NULL, &m));
     if (!m) return;
     int xd[4], cd[4];
     float *x = input(c, "input.sample", "sample", xd), *ctx = input(c, "input.context", "context", cd);
@@ -192,7 +192,7 @@ static void run_vae(const gcase *c, const kiln_sd_single *s) {
     CHECK(v.groups == 32);
     v.groups = json_at(cfg, "norm_num_groups", 0);
     kiln_vae *m = NULL;
-    CHECK_OK(kiln_vae_create(&s->vae, "", &v, false, "single.safetensors", NULL, &m));
+    CHECK_OK(kiln_vae_create(&s->vae, "", &v, false, false, "single.safetensors", NULL, &m));
     if (!m) return;
     int zd[4], id[4];
     float *z = input(c, "input.latent", "latent", zd), *img = input(c, "input.image", "image", id);
