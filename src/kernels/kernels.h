@@ -108,6 +108,14 @@ void kiln_swiglu(float *out, const float *gate, const float *up, int64_t n);
 void kiln_attention(const float *q, size_t q_stride, int64_t n_q, const float *k, const float *v, size_t kv_stride,
                     int64_t n_kv0, int64_t hd, float scale, float *out, size_t out_stride, float *scratch);
 
+/* Full (non-causal) attention of n queries over m keys, heads heads of c / heads
+ * channels each: q (n, c), k and v (m, c), out (n, c) row-major, per head
+ * out = softmax(q·kᵀ / √hd)·v, as blocked matrix products on the panel kernels (bf16
+ * panels when bf16 and the CPU has them). Deterministic for any pool size.
+ * KILN_ERR_INVALID_ARG, KILN_ERR_NOMEM. */
+kiln_status kiln_attention_mh(const float *q, const float *k, const float *v, int64_t n, int64_t m, int c, int heads,
+                              bool bf16, float *out, kiln_pool *pool);
+
 /* y += x over n elements. */
 void kiln_add(float *y, const float *x, int64_t n);
 /* sum of a[i]*b[i]. */

@@ -23,15 +23,62 @@
 
 /* ---- maps ------------------------------------------------------------------------- */
 
-kiln_status sd_map_alloc(sd_map *m, int h, int w, int c) {
+struct sd_slab {
+    float *p;
+    size_t cap; /* floats */
+    bool used;
+};
+
+float *sd_heap_get(sd_heap *h, size_t n) {
+    if (!h) return kiln_aligned_alloc(64, n * sizeof(float) + 64);
+    int best = -1;
+    for (int i = 0; i < h->n; i++)
+        if (!h->s[i].used && h->s[i].cap >= n && (best < 0 || h->s[i].cap < h->s[best].cap)) best = i;
+    if (best >= 0) {
+        h->s[best].used = true;
+        return h->s[best].p;
+    }
+    if (h->n == h->cap) {
+        int cap = h->cap ? 2 * h->cap : 32;
+        struct sd_slab *s = realloc(h->s, (size_t)cap * sizeof *s);
+        if (!s) return NULL;
+        h->s = s;
+        h->cap = cap;
+    }
+    float *p = kiln_aligned_alloc(64, n * sizeof(float) + 64);
+    if (p) h->s[h->n++] = (struct sd_slab){p, n, true};
+    return p;
+}
+
+void sd_heap_put(sd_heap *h, float *p) {
+    if (!p) return;
+    if (!h) {
+        free(p);
+        return;
+    }
+    for (int i = 0; i < h->n; i++)
+        if (h->s[i].p == p) {
+            h->s[i].used = false;
+            return;
+        }
+    free(p); /* not ours */
+}
+
+void sd_heap_free(sd_heap *h) {
+    for (int i = 0; i < h->n; i++) free(h->s[i].p);
+    free(h->s);
+    memset(h, 0, sizeof *h);
+}
+
+kiln_status sd_map_alloc(const sd_ctx *x, sd_map *m, int h, int w, int c) {
     size_t n;
     memset(m, 0, sizeof *m);
     if (h <= 0 || w <= 0 || c <= 0 || !kiln_mul_ok((size_t)h * (size_t)w, (size_t)c, &n) ||
         n > SIZE_MAX / sizeof(float) / 2)
         return kiln_fail(KILN_ERR_INVALID_ARG, "a %d x %d x %d map is out of range", h, w, c);
-    m->d = kiln_aligned_alloc(64, n * sizeof(float) + 64);
+    m->heap = x->heap;
+    m->d = sd_heap_get(x->heap, n); /* not cleared: every producer writes all of it */
     if (!m->d) return kiln_fail(KILN_ERR_NOMEM, "out of memory for a %d x %d x %d map (%zu MiB)", h, w, c, (n * 4) >> 20);
-    memset(m->d, 0, n * sizeof(float));
     m->h = h;
     m->w = w;
     m->c = c;
@@ -39,7 +86,7 @@ kiln_status sd_map_alloc(sd_map *m, int h, int w, int c) {
 }
 
 void sd_map_free(sd_map *m) {
-    free(m->d);
+    sd_heap_put(m->heap, m->d);
     m->d = NULL;
 }
 
@@ -60,14 +107,14 @@ kiln_status sd_conv_run(const sd_ctx *x, const sd_conv *c, const sd_map *in, int
     if (in->c != c->cin || !kiln_conv2d_out_size(in->h, in->w, c->k, c->k, stride, pad, &ho, &wo))
         return kiln_fail(KILN_ERR_INVALID_ARG, "a %d x %d x %d map does not fit a %dx%d convolution of %d channels",
                          in->h, in->w, in->c, c->k, c->k, c->cin);
-    kiln_status st = sd_map_alloc(out, ho, wo, c->cout);
+    kiln_status st = sd_map_alloc(x, out, ho, wo, c->cout);
     if (!st) st = kiln_conv2d(&c->w, c->b, in->d, in->h, in->w, in->c, c->k, c->k, stride, pad, out->d, x->scratch, x->scratch_bytes, x->pool);
     if (st) sd_map_free(out);
     return st;
 }
 
 static kiln_status group_norm(const sd_ctx *x, const sd_norm *n, const sd_map *in, float eps, bool silu, sd_map *out) {
-    kiln_status st = sd_map_alloc(out, in->h, in->w, in->c);
+    kiln_status st = sd_map_alloc(x, out, in->h, in->w, in->c);
     if (!st) st = kiln_group_norm(out->d, in->d, pixels(in), in->c, x->groups, n->w, n->b, eps, silu);
     if (st) sd_map_free(out);
     return st;
@@ -85,7 +132,7 @@ kiln_status sd_norm_silu_conv(const sd_ctx *x, const sd_norm *n, const sd_conv *
 kiln_status sd_upsample_run(const sd_ctx *x, const sd_conv *c, const sd_map *in, sd_map *out) {
     sd_map up;
     if (in->h > (1 << 14) || in->w > (1 << 14)) return kiln_fail(KILN_ERR_INVALID_ARG, "map too large to upsample");
-    kiln_status st = sd_map_alloc(&up, 2 * in->h, 2 * in->w, in->c);
+    kiln_status st = sd_map_alloc(x, &up, 2 * in->h, 2 * in->w, in->c);
     if (st) return st;
     kiln_upsample_nearest2x(in->d, in->h, in->w, in->c, up.d);
     st = sd_conv_run(x, c, &up, 1, kiln_pad2d_same(1), out);
@@ -130,55 +177,27 @@ kiln_status sd_resnet_run(const sd_ctx *x, const sd_resnet *r, const sd_map *in,
 
 /* ---- attention --------------------------------------------------------------------------- */
 
-enum { Q_BLOCK = 32 }; /* queries per task */
-
-typedef struct {
-    const float *q, *k, *v;
-    float *out, *scratch;
-    int64_t n_q, n_kv;
-    int c, heads, q_blocks;
-} attn_job;
-
-/* Task (head h, query block b): each query of the block attends every key. */
-static void attn_task(void *ctx, int64_t task) {
-    const attn_job *j = ctx;
-    const int hd = j->c / j->heads, h = (int)(task / j->q_blocks);
-    const int64_t b = task % j->q_blocks, q0 = b * Q_BLOCK, q1 = q0 + Q_BLOCK < j->n_q ? q0 + Q_BLOCK : j->n_q;
-    float *scratch = j->scratch + task * j->n_kv;
-    const size_t off = (size_t)h * hd;
-    const float scale = 1.0f / sqrtf((float)hd);
-    for (int64_t i = q0; i < q1; i++)
-        kiln_attention(j->q + (size_t)i * j->c + off, (size_t)j->c, 1, j->k + off, j->v + off, (size_t)j->c,
-                       j->n_kv - 1, hd, scale, j->out + (size_t)i * j->c + off, (size_t)j->c, scratch);
-}
-
 /* out (n, c) = attention of rows x (n, c) over kv (m, kv_dim): Wo·softmax(QKᵀ/√hd)V + bo. */
 static kiln_status attention_run(const sd_ctx *x, const sd_attn *a, int heads, const float *in, int64_t n,
                                  const float *kv, int64_t m, float *out) {
     const int c = a->q.cout;
-    float *q = NULL, *k = NULL, *v = NULL, *att = NULL, *scratch = NULL;
-    const int64_t q_blocks = (n + Q_BLOCK - 1) / Q_BLOCK;
-    size_t nq, nk, ns;
+    float *q = NULL, *k = NULL, *v = NULL, *att = NULL;
+    size_t nq, nk;
     kiln_status st = KILN_OK;
     if (!kiln_mul_ok((size_t)n, (size_t)c, &nq) || !kiln_mul_ok((size_t)m, (size_t)c, &nk) ||
-        !kiln_mul_ok((size_t)(q_blocks * heads), (size_t)m, &ns) || !(q = kiln_malloc_array(nq, sizeof *q)) ||
-        !(att = kiln_malloc_array(nq, sizeof *att)) || !(k = kiln_malloc_array(nk, sizeof *k)) ||
-        !(v = kiln_malloc_array(nk, sizeof *v)) || !(scratch = kiln_malloc_array(ns, sizeof *scratch)))
+        !(q = sd_heap_get(x->heap, nq)) || !(att = sd_heap_get(x->heap, nq)) || !(k = sd_heap_get(x->heap, nk)) ||
+        !(v = sd_heap_get(x->heap, nk)))
         st = kiln_fail(KILN_ERR_NOMEM, "out of memory for attention over %lld x %lld tokens", (long long)n,
                        (long long)m);
     if (!st) st = linear_run(x, &a->q, in, n, q);
     if (!st) st = linear_run(x, &a->k, kv, m, k);
     if (!st) st = linear_run(x, &a->v, kv, m, v);
-    if (!st) {
-        attn_job j = {q, k, v, att, scratch, n, m, c, heads, (int)q_blocks};
-        kiln_pool_for(x->pool, q_blocks * heads, attn_task, &j);
-        st = linear_run(x, &a->out, att, n, out);
-    }
-    free(q);
-    free(k);
-    free(v);
-    free(att);
-    free(scratch);
+    if (!st) st = kiln_attention_mh(q, k, v, n, m, c, heads, x->bf16, att, x->pool);
+    if (!st) st = linear_run(x, &a->out, att, n, out);
+    sd_heap_put(x->heap, q);
+    sd_heap_put(x->heap, k);
+    sd_heap_put(x->heap, v);
+    sd_heap_put(x->heap, att);
     return st;
 }
 
@@ -214,20 +233,20 @@ kiln_status sd_transformer_run(const sd_ctx *x, const sd_transformer *t, const s
     kiln_status st = group_norm(x, &t->norm, in, 1e-6f, false, &g);
     if (st) return st;
     size_t nc = (size_t)n * (size_t)c; /* fits: the map was allocated */
-    if (!(h = kiln_malloc_array(nc, sizeof *h)) || !(nrm = kiln_malloc_array(nc, sizeof *nrm)) ||
-        !(tmp = kiln_malloc_array(nc, sizeof *tmp)) || !(ff = kiln_malloc_array(nc, 12 * sizeof *ff)))
+    if (!(h = sd_heap_get(x->heap, nc)) || !(nrm = sd_heap_get(x->heap, nc)) || !(tmp = sd_heap_get(x->heap, nc)) ||
+        !(ff = sd_heap_get(x->heap, 12 * nc)))
         st = kiln_fail(KILN_ERR_NOMEM, "out of memory for a transformer block over %lld tokens", (long long)n);
     if (!st) st = linear_run(x, &t->proj_in, g.d, n, h);
     for (int i = 0; i < t->n_blocks && !st; i++)
         st = tblock_run(x, &t->blocks[i], t->heads, h, n, c, ctx, n_ctx, nrm, tmp, ff);
-    if (!st) st = sd_map_alloc(out, in->h, in->w, c);
+    if (!st) st = sd_map_alloc(x, out, in->h, in->w, c);
     if (!st && (st = linear_run(x, &t->proj_out, h, n, out->d))) sd_map_free(out);
     if (!st) kiln_add(out->d, in->d, n * c);
     sd_map_free(&g);
-    free(h);
-    free(nrm);
-    free(tmp);
-    free(ff);
+    sd_heap_put(x->heap, h);
+    sd_heap_put(x->heap, nrm);
+    sd_heap_put(x->heap, tmp);
+    sd_heap_put(x->heap, ff);
     return st;
 }
 
@@ -236,7 +255,7 @@ kiln_status sd_vae_attn_run(const sd_ctx *x, const sd_vae_attn *a, const sd_map 
     kiln_status st = group_norm(x, &a->norm, in, x->eps, false, &g);
     if (st) return st;
     const int64_t n = pixels(in);
-    if (!(st = sd_map_alloc(out, in->h, in->w, in->c)) &&
+    if (!(st = sd_map_alloc(x, out, in->h, in->w, in->c)) &&
         (st = attention_run(x, &a->attn, 1, g.d, n, g.d, n, out->d)))
         sd_map_free(out);
     if (!st) kiln_add(out->d, in->d, n * in->c);

@@ -37,7 +37,12 @@ typedef struct {
     const kiln_tensor ***slots; /* matrices to pack once binding is done */
     int n_slots, cap_slots;
     size_t bytes;               /* vectors and prepared conv weights */
+    int max_cin;                /* the widest input of a kxk (k > 1) convolution bound */
 } sd_owned;
+
+/* Allocates the convolution scratch (kiln_conv2d_scratch_bytes) for 3x3 kernels over
+ * up to max_cin channels with pool's threads; none (NULL, 0) when max_cin is 0. */
+kiln_status sd_conv_scratch(int max_cin, kiln_pool *pool, void **p, size_t *bytes);
 
 /* Heap bytes of o: vectors, prepared conv weights, packed matrices. */
 size_t sd_owned_bytes(const sd_owned *o);
@@ -114,24 +119,43 @@ kiln_status sd_owned_pack(sd_owned *o, bool bf16, kiln_pool *pool);
 void sd_owned_free(sd_owned *o);
 void sd_transformer_free(sd_transformer *t);
 
+/* Buffers a model reuses from one forward pass (and one operation) to the next:
+ * the maps and temporaries of a UNet pass are the same sizes every step, and fresh
+ * pages cost a fault each on first touch (in this project's VMs a fifth of a step).
+ * Not thread-safe: one forward pass at a time per model. */
+typedef struct {
+    struct sd_slab *s;
+    int n, cap;
+} sd_heap;
+
+/* A buffer of at least n floats: the smallest free one that fits, else a new one. */
+float *sd_heap_get(sd_heap *h, size_t n);
+/* Gives p (from sd_heap_get, or NULL) back for reuse. */
+void sd_heap_put(sd_heap *h, float *p);
+/* Frees every buffer. */
+void sd_heap_free(sd_heap *h);
+
 /* A channels-last map. */
 typedef struct {
     float *d;
     int h, w, c;
+    sd_heap *heap; /* where d goes back to (NULL: free()) */
 } sd_map;
-
-/* Allocates a zeroed map; KILN_ERR_NOMEM with a message naming the size. */
-kiln_status sd_map_alloc(sd_map *m, int h, int w, int c);
-void sd_map_free(sd_map *m);
 
 /* Running (sd_blocks.c). The output is a new map; the input is kept. */
 typedef struct {
     kiln_pool *pool;
+    sd_heap *heap;        /* buffers reused across calls (NULL: malloc / free each time) */
     int groups;
     float eps;            /* GroupNorm epsilon of resnets and the output norm */
     void *scratch;        /* convolution tiles reused across calls (may be NULL) */
     size_t scratch_bytes;
+    bool bf16;            /* attention products in bf16 (the model's arithmetic) */
 } sd_ctx;
+
+/* Allocates a map (not cleared) from x's heap; KILN_ERR_NOMEM naming the size. */
+kiln_status sd_map_alloc(const sd_ctx *x, sd_map *m, int h, int w, int c);
+void sd_map_free(sd_map *m);
 
 kiln_status sd_conv_run(const sd_ctx *x, const sd_conv *c, const sd_map *in, int stride, kiln_pad2d pad, sd_map *out);
 /* temb_out: the block's projected time embedding (cout floats), or NULL. */

@@ -47,6 +47,16 @@ kiln_status sd_owned_pack(sd_owned *o, bool bf16, kiln_pool *pool) {
     return st;
 }
 
+kiln_status sd_conv_scratch(int max_cin, kiln_pool *pool, void **p, size_t *bytes) {
+    *p = NULL;
+    *bytes = 0;
+    if (max_cin <= 0) return KILN_OK;
+    const size_t n = kiln_conv2d_scratch_bytes(max_cin, 3, 3, kiln_pool_size(pool));
+    if (!(*p = kiln_aligned_alloc(64, n))) return kiln_fail(KILN_ERR_NOMEM, "out of memory for convolution scratch");
+    *bytes = n;
+    return KILN_OK;
+}
+
 size_t sd_owned_bytes(const sd_owned *o) {
     size_t b = o->bytes;
     for (int i = 0; i < o->packed.n; i++) b += o->packed.t[i].nb[1] * (size_t)o->packed.t[i].ne[1];
@@ -99,6 +109,7 @@ kiln_status sd_bind_conv(const sd_binder *b, sd_conv *c, int cin, int cout, int 
         return st;
     }
     b->own->bytes += c->w.nb[1] * (size_t)c->w.ne[1];
+    if (k > 1 && cin > b->own->max_cin) b->own->max_cin = cin;
     c->k = k;
     c->cin = cin;
     c->cout = cout;

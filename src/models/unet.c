@@ -42,6 +42,10 @@ struct kiln_unet {
     sd_transformer mid_attn;
     sd_owned own;
     kiln_pool *pool;
+    bool bf16;
+    sd_heap heap;  /* maps and temporaries reused from pass to pass */
+    void *scratch; /* convolution tiles, reused by every conv of a forward pass */
+    size_t scratch_bytes;
 };
 
 /* ---- binding ------------------------------------------------------------------------- */
@@ -128,7 +132,9 @@ kiln_status kiln_unet_create(const kiln_weight_list *w, const char *prefix, cons
     m->cfg = *cfg;
     m->pool = pool;
     sd_binder b = {w, prefix ? prefix : "", path ? path : "(weights)", &m->own, bf16};
+    m->bf16 = bf16;
     kiln_status st = bind_all(m, &b);
+    if (!st) st = sd_conv_scratch(m->own.max_cin, pool, &m->scratch, &m->scratch_bytes);
     if (st) {
         kiln_unet_free(m);
         return st;
@@ -149,12 +155,16 @@ void kiln_unet_free(kiln_unet *m) {
     }
     sd_transformer_free(&m->mid_attn);
     sd_owned_free(&m->own);
+    sd_heap_free(&m->heap);
+    free(m->scratch);
     free(m);
 }
 
 const kiln_unet_config *kiln_unet_get_config(const kiln_unet *m) { return &m->cfg; }
 
 size_t kiln_unet_heap_bytes(const kiln_unet *m) { return sd_owned_bytes(&m->own); }
+
+void kiln_unet_release(kiln_unet *m) { sd_heap_free(&m->heap); }
 
 size_t kiln_unet_activation_bytes(const kiln_unet_config *c, int h, int w, int n_ctx) {
     double skips = 0, widest = 0, attn = 0;
@@ -219,9 +229,9 @@ static kiln_status layer(run *r, const sd_resnet *res, const sd_transformer *att
     return st;
 }
 
-static kiln_status concat(const sd_map *a, const sd_map *b, sd_map *out) {
+static kiln_status concat(const sd_ctx *x, const sd_map *a, const sd_map *b, sd_map *out) {
     if (a->h != b->h || a->w != b->w) return kiln_fail(KILN_ERR_INVALID_ARG, "skip connection sizes differ");
-    kiln_status st = sd_map_alloc(out, a->h, a->w, a->c + b->c);
+    kiln_status st = sd_map_alloc(x, out, a->h, a->w, a->c + b->c);
     if (st) return st;
     const int64_t n = (int64_t)a->h * a->w;
     for (int64_t i = 0; i < n; i++) {
@@ -261,7 +271,7 @@ static kiln_status run_up(run *r, sd_map *cur) {
         const unet_block *k = &m->up[i];
         for (int j = 0; j < k->n_layers; j++) {
             sd_map cat, h, skip = r->stack[--r->n_stack];
-            st = concat(cur, &skip, &cat);
+            st = concat(&r->x, cur, &skip, &cat);
             sd_map_free(&skip);
             if (st) return st;
             sd_map_free(cur);
@@ -324,12 +334,13 @@ kiln_status kiln_unet_forward(kiln_unet *m, const float *x, int h, int w, double
         return kiln_fail(KILN_ERR_INVALID_ARG, "latents of %d x %d: the UNet takes multiples of %d up to 1024", h, w, f);
     if (n_ctx <= 0 || n_ctx > 4096) return kiln_fail(KILN_ERR_INVALID_ARG, "%d text states: 1 to 4096", n_ctx);
     if (!isfinite(timestep)) return kiln_fail(KILN_ERR_INVALID_ARG, "timestep is not finite");
-    run r = {.m = m, .x = {m->pool, c->groups, c->norm_eps}, .ctx = ctx, .n_ctx = n_ctx, .trace = trace_fn, .user = user};
+    run r = {.m = m, .x = {m->pool, &m->heap, c->groups, c->norm_eps, m->scratch, m->scratch_bytes, m->bf16}, .ctx = ctx,
+             .n_ctx = n_ctx, .trace = trace_fn, .user = user};
     int widest = 0;
     for (int i = 0; i < c->n_blocks; i++) widest = c->channels[i] > widest ? c->channels[i] : widest;
     r.silu_temb = kiln_malloc_array(4 * (size_t)c->channels[0], sizeof(float));
     r.proj = kiln_malloc_array((size_t)widest, sizeof(float));
-    sd_map in = {(float *)x, h, w, c->in_channels}, cur = {0}, mid = {0}, res = {0};
+    sd_map in = {(float *)x, h, w, c->in_channels, NULL}, cur = {0}, mid = {0}, res = {0};
     kiln_status st = r.silu_temb && r.proj ? KILN_OK : kiln_fail(KILN_ERR_NOMEM, "out of memory");
     if (!st) st = time_embedding(&r, timestep);
     if (!st && !(st = sd_conv_run(&r.x, &m->conv_in, &in, 1, kiln_pad2d_same(1), &cur))) {

@@ -55,6 +55,9 @@ kiln_status kiln_unet_create(const kiln_weight_list *w, const char *prefix, cons
 void kiln_unet_free(kiln_unet *m);
 const kiln_unet_config *kiln_unet_get_config(const kiln_unet *m);
 size_t kiln_unet_heap_bytes(const kiln_unet *m);
+/* Frees the activation buffers forward passes keep for the next one (at the end of a
+ * generation). This function can't fail. */
+void kiln_unet_release(kiln_unet *m);
 
 /* Called after each stage of a forward pass (conv_in, each down block, mid, each up
  * block, out) with the stage's channels-last map, for tests and previews. */

@@ -44,6 +44,10 @@ struct kiln_vae {
     bool has_encoder;
     sd_owned own;
     kiln_pool *pool;
+    bool bf16;
+    sd_heap heap;  /* maps reused across calls */
+    void *scratch; /* convolution tiles, reused by every conv */
+    size_t scratch_bytes;
 };
 
 /* ---- config ------------------------------------------------------------------------ */
@@ -185,6 +189,8 @@ kiln_status kiln_vae_create(const kiln_weight_list *w, const char *prefix, const
     kiln_status st = bind_decoder(&b, cfg, &m->dec);
     if (!st && m->has_encoder) st = bind_encoder(&b, cfg, &m->enc);
     if (!st) st = sd_owned_pack(&m->own, bf16, pool);
+    m->bf16 = bf16;
+    if (!st) st = sd_conv_scratch(m->own.max_cin, pool, &m->scratch, &m->scratch_bytes);
     if (st) {
         kiln_vae_free(m);
         return st;
@@ -196,6 +202,8 @@ kiln_status kiln_vae_create(const kiln_weight_list *w, const char *prefix, const
 void kiln_vae_free(kiln_vae *m) {
     if (!m) return;
     sd_owned_free(&m->own);
+    sd_heap_free(&m->heap);
+    free(m->scratch);
     free(m);
 }
 
@@ -246,7 +254,7 @@ static kiln_status mid_run(const run *r, const vae_half *v, sd_map *io) {
 
 /* out (n, cout) = a 1x1 conv of in. */
 static kiln_status pointwise(const run *r, const sd_linear *l, const sd_map *in, sd_map *out) {
-    kiln_status st = sd_map_alloc(out, in->h, in->w, l->cout);
+    kiln_status st = sd_map_alloc(&r->x, out, in->h, in->w, l->cout);
     if (st) return st;
     const int64_t n = (int64_t)in->h * in->w;
     if ((st = kiln_matmul(l->w, in->d, n, out->d, r->x.pool))) {
@@ -263,9 +271,9 @@ kiln_status kiln_vae_decode(kiln_vae *m, const float *z, int h, int w, float *im
     if (!z || !img) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_vae_decode: a NULL buffer");
     if (h <= 0 || w <= 0 || h > 1024 || w > 1024)
         return kiln_fail(KILN_ERR_INVALID_ARG, "latents of %d x %d: the VAE takes 1 to 1024 a side", h, w);
-    run r = {{m->pool, c->groups, 1e-6f, NULL, 0}, trace_fn, user};
+    run r = {{m->pool, &m->heap, c->groups, 1e-6f, m->scratch, m->scratch_bytes, m->bf16}, trace_fn, user};
     const vae_half *v = &m->dec;
-    sd_map in = {(float *)z, h, w, c->latent_channels}, cur = {0};
+    sd_map in = {(float *)z, h, w, c->latent_channels, NULL}, cur = {0};
     kiln_status st = pointwise(&r, &v->quant, &in, &cur);
     if (st) return st;
     STEP(sd_conv_run(&r.x, &v->conv_in, &cur, 1, kiln_pad2d_same(1), &next_));
@@ -283,6 +291,7 @@ kiln_status kiln_vae_decode(kiln_vae *m, const float *z, int h, int w, float *im
     memcpy(img, cur.d, (size_t)cur.h * (size_t)cur.w * (size_t)cur.c * sizeof(float));
 out:
     sd_map_free(&cur);
+    sd_heap_free(&m->heap); /* the maps of one call are reused within it, not kept */
     return st;
 }
 
@@ -293,9 +302,9 @@ kiln_status kiln_vae_encode(kiln_vae *m, const float *img, int H, int W, float *
     if (!img || !moments) return kiln_fail(KILN_ERR_INVALID_ARG, "kiln_vae_encode: a NULL buffer");
     if (H <= 0 || W <= 0 || H > 8192 || W > 8192)
         return kiln_fail(KILN_ERR_INVALID_ARG, "an image of %d x %d: the VAE takes 1 to 8192 a side", H, W);
-    run r = {{m->pool, c->groups, 1e-6f, NULL, 0}, trace_fn, user};
+    run r = {{m->pool, &m->heap, c->groups, 1e-6f, m->scratch, m->scratch_bytes, m->bf16}, trace_fn, user};
     const vae_half *v = &m->enc;
-    sd_map in = {(float *)img, H, W, c->in_channels}, cur = {0};
+    sd_map in = {(float *)img, H, W, c->in_channels, NULL}, cur = {0};
     kiln_status st = sd_conv_run(&r.x, &v->conv_in, &in, 1, kiln_pad2d_same(1), &cur);
     if (st) return st;
     trace(&r, "conv_in", -1, &cur);
@@ -316,5 +325,6 @@ kiln_status kiln_vae_encode(kiln_vae *m, const float *img, int H, int W, float *
     *w = cur.w;
 out:
     sd_map_free(&cur);
+    sd_heap_free(&m->heap); /* the maps of one call are reused within it, not kept */
     return st;
 }

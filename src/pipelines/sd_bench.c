@@ -50,6 +50,7 @@ kiln_status kiln_sd_bench(kiln_sd *m, int width, int height, int reps, kiln_sd_b
         for (int i = 0; i < reps; i++) ss += (steps[i] - out->step_s) * (steps[i] - out->step_s);
         out->step_sd = reps > 1 ? sqrt(ss / (reps - 1)) : 0;
     }
+    kiln_unet_release(m->unet);
     for (int i = 0; i <= reps && !st; i++) {
         const double t0 = kiln_time_now();
         st = kiln_vae_decode(m->vae, x, h, w, img, NULL, NULL);

@@ -332,6 +332,7 @@ kiln_status kiln_sd_generate(kiln_sd *m, const kiln_sd_params *p, kiln_sd_image 
         st = denoise_step(&g, i);
         if (!st && !report(&g, i)) st = kiln_fail(KILN_ERR_CANCELLED, "cancelled after step %d of %d", i + 1, g.r.p.steps);
     }
+    kiln_unet_release(m->unet);
     if (!st) st = decode(&g, out);
     if (st)
         for (int b = 0; b < g.B; b++) kiln_sd_image_clear(&out[b]);
