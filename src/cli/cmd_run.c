@@ -1,7 +1,8 @@
 /*
  * cmd_run.c — `kiln run PROGRAM PROMPT`: runs a program of the config file locally,
  * as a job of an in-process engine, streaming its text to stdout (an embedding
- * program prints its vector as one JSON line, as `kiln embed` does).
+ * program prints its vector as one JSON line, as `kiln embed` does; an image program
+ * stores its PNGs under --data DIR/outputs and prints one JSON line per image).
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -22,6 +23,26 @@ static void print_embedding(const cJSON *res) {
     int i = 0;
     cJSON_ArrayForEach(x, v) printf(i++ ? ", %.9g" : "%.9g", (double)(float)x->valuedouble);
     printf("]}\n");
+}
+
+/* One line per image of an image job: index, seed, and the stored file. */
+static void print_images(const cJSON *res, const char *data) {
+    const cJSON *img;
+    cJSON_ArrayForEach(img, cJSON_GetObjectItemCaseSensitive(res, "images")) {
+        const cJSON *file = cJSON_GetObjectItemCaseSensitive(img, "file");
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToObject(o, "index", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(img, "index"), false));
+        cJSON_AddItemToObject(o, "seed", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(img, "seed"), false));
+        if (cJSON_IsString(file)) {
+            char path[4600];
+            snprintf(path, sizeof path, "%s/%s", data, file->valuestring);
+            cJSON_AddStringToObject(o, "file", path);
+        }
+        char *t = cJSON_PrintUnformatted(o);
+        if (t) puts(t);
+        free(t);
+        cJSON_Delete(o);
+    }
 }
 
 int kiln_cmd_run(int argc, char **argv) {
@@ -62,12 +83,17 @@ int kiln_cmd_run(int argc, char **argv) {
     }
     /* an embedding program embeds PROMPT and prints it as `kiln embed` does */
     const char *kind = kiln_engine_program_kind(e, pos[0]);
-    const bool embed = kind && !strcmp(kind, "embedding");
+    const bool embed = kind && !strcmp(kind, "embedding"), image = kind && !strcmp(kind, "image");
+    if (image && !data) {
+        fprintf(stderr, "kiln run: program '%s' makes images: give --data DIR to store them (DIR/outputs)\n", pos[0]);
+        kiln_engine_free(e);
+        return 2;
+    }
     cJSON *req = cJSON_CreateObject(), *params = cJSON_CreateObject();
     cJSON_AddStringToObject(req, "program", pos[0]);
     cJSON_AddStringToObject(params, embed ? "input" : "prompt", pos[1]);
-    if (max_tokens && !embed) cJSON_AddNumberToObject(params, "max_tokens", max_tokens);
-    if (temperature >= 0 && !embed) cJSON_AddNumberToObject(params, "temperature", temperature);
+    if (max_tokens && !embed && !image) cJSON_AddNumberToObject(params, "max_tokens", max_tokens);
+    if (temperature >= 0 && !embed && !image) cJSON_AddNumberToObject(params, "temperature", temperature);
     if (seed_s && !embed) {
         char *end;
         unsigned long long seed = strtoull(seed_s, &end, 10);
@@ -102,7 +128,12 @@ int kiln_cmd_run(int argc, char **argv) {
         if ((st = kiln_engine_next_event(e, id, &seq, 1.0, &name, &ev, &final))) goto done;
         if (!name) continue;
         cJSON *d = cJSON_Parse(ev);
-        if (!strcmp(name, "delta")) {
+        if (!strcmp(name, "progress") && image && !quiet) {
+            const cJSON *step = cJSON_GetObjectItemCaseSensitive(d, "step"), *steps = cJSON_GetObjectItemCaseSensitive(d, "steps");
+            if (cJSON_IsNumber(step) && cJSON_IsNumber(steps))
+                fprintf(stderr, "\rkiln run: step %d/%d", step->valueint, steps->valueint);
+            if (cJSON_IsNumber(step) && cJSON_IsNumber(steps) && step->valueint == steps->valueint) fputc('\n', stderr);
+        } else if (!strcmp(name, "delta")) {
             const cJSON *t = cJSON_GetObjectItemCaseSensitive(d, "text");
             if (cJSON_IsString(t)) fputs(t->valuestring, stdout);
             fflush(stdout);
@@ -112,7 +143,8 @@ int kiln_cmd_run(int argc, char **argv) {
                 cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(d, "result"), "timings"),
                 "tokens_per_second");
             if (embed && !strcmp(name, "completed")) print_embedding(cJSON_GetObjectItemCaseSensitive(d, "result"));
-            else putchar('\n');
+            else if (image && !strcmp(name, "completed")) print_images(cJSON_GetObjectItemCaseSensitive(d, "result"), data);
+            else if (!image) putchar('\n');
             if (!strcmp(name, "completed")) {
                 rc = 0;
                 if (!quiet && cJSON_IsNumber(tps)) fprintf(stderr, "kiln run: %.1f tokens/s\n", tps->valuedouble);

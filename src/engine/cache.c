@@ -19,10 +19,18 @@ typedef struct {
     char *name;
     kiln_llm *llm;       /* exactly one of these is set */
     kiln_embedder *emb;
+    kiln_sd *sd;
     bool in_use;
     double last_used, keep_alive, load_seconds;
     int64_t weight_bytes, runtime_bytes;
+    int64_t work_bytes;  /* reserved by the job using it (an image generation's activations) */
 } instance;
+
+typedef enum { KIND_LLM, KIND_EMB, KIND_SD } inst_kind;
+
+static const void *handle_of(const instance *in) {
+    return in->llm ? (const void *)in->llm : in->emb ? (const void *)in->emb : (const void *)in->sd;
+}
 
 struct kiln_model_cache {
     pthread_mutex_t mu;
@@ -45,6 +53,7 @@ kiln_status kiln_cache_create(int64_t budget_bytes, int n_threads, kiln_model_ca
 static void drop(kiln_model_cache *c, int i) {
     kiln_llm_free(c->v[i].llm);
     kiln_embedder_free(c->v[i].emb);
+    kiln_sd_free(c->v[i].sd);
     free(c->v[i].name);
     c->v[i] = c->v[--c->n];
 }
@@ -70,7 +79,7 @@ static int64_t used_bytes(const kiln_model_cache *c) {
         bool first = true;
         for (int j = 0; j < i; j++)
             if (!strcmp(c->v[j].name, c->v[i].name)) first = false;
-        sum += c->v[i].runtime_bytes + (first ? c->v[i].weight_bytes : 0);
+        sum += c->v[i].runtime_bytes + c->v[i].work_bytes + (first ? c->v[i].weight_bytes : 0);
     }
     return sum;
 }
@@ -83,28 +92,50 @@ static int lru_idle(const kiln_model_cache *c) {
     return best;
 }
 
-/* An embedder knows its memory only once loaded: over the budget, it is unloaded again
- * (after evicting what idle instances can be) and the load fails as an LLM's would. */
+/* An embedder or an image model knows its memory only once loaded: over the budget,
+ * it is unloaded again (after evicting what idle instances can be) and the load fails
+ * as an LLM's would. */
+static kiln_status fit_loaded(kiln_model_cache *c, const kiln_model_spec *spec, int64_t runtime) {
+    if (c->budget <= 0) return KILN_OK;
+    const int64_t need = runtime + (name_loaded(c, spec->name) ? 0 : spec->weight_bytes);
+    while (c->budget - used_bytes(c) < need) {
+        int victim = lru_idle(c);
+        if (victim < 0)
+            return kiln_fail(KILN_ERR_CAPACITY, "model '%s' needs %lld MiB; the memory budget of %lld MiB has %lld "
+                             "MiB free", spec->name, (long long)(need >> 20), (long long)(c->budget >> 20),
+                             (long long)((c->budget - used_bytes(c)) >> 20));
+        drop(c, victim);
+    }
+    return KILN_OK;
+}
+
 static kiln_status load_embedder(kiln_model_cache *c, const kiln_model_spec *spec, kiln_embedder **out,
                                  double *secs) {
     kiln_embedder_options o = {.path = spec->path, .tokenizer_path = spec->tokenizer_path, .n_threads = c->n_threads};
     double t0 = kiln_time_now();
     kiln_status st = kiln_embedder_load(&o, out);
     *secs = kiln_time_now() - t0;
-    if (st || c->budget <= 0) return st;
-    const int64_t need = (int64_t)kiln_embedder_memory(*out) + (name_loaded(c, spec->name) ? 0 : spec->weight_bytes);
-    while (c->budget - used_bytes(c) < need) {
-        int victim = lru_idle(c);
-        if (victim < 0) {
-            kiln_embedder_free(*out);
-            *out = NULL;
-            return kiln_fail(KILN_ERR_CAPACITY, "model '%s' needs %lld MiB; the memory budget of %lld MiB has %lld "
-                             "MiB free", spec->name, (long long)(need >> 20), (long long)(c->budget >> 20),
-                             (long long)((c->budget - used_bytes(c)) >> 20));
-        }
-        drop(c, victim);
+    if (!st && (st = fit_loaded(c, spec, (int64_t)kiln_embedder_memory(*out)))) {
+        kiln_embedder_free(*out);
+        *out = NULL;
     }
-    return KILN_OK;
+    return st;
+}
+
+static kiln_status load_sd(kiln_model_cache *c, const kiln_model_spec *spec, kiln_sd **out, double *secs) {
+    /* the weights must fit before they are mapped and prepared */
+    if (c->budget > 0 && !name_loaded(c, spec->name) && spec->weight_bytes > c->budget)
+        return kiln_fail(KILN_ERR_CAPACITY, "model '%s' needs %lld MiB for its weights; the memory budget is %lld MiB",
+                         spec->name, (long long)(spec->weight_bytes >> 20), (long long)(c->budget >> 20));
+    kiln_sd_options o = {.path = spec->path, .n_threads = c->n_threads};
+    double t0 = kiln_time_now();
+    kiln_status st = kiln_sd_load(&o, out);
+    *secs = kiln_time_now() - t0;
+    if (!st && (st = fit_loaded(c, spec, (int64_t)kiln_sd_memory(*out)))) {
+        kiln_sd_free(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 static kiln_status load(kiln_model_cache *c, const kiln_model_spec *spec, kiln_llm **out, double *secs) {
@@ -139,18 +170,19 @@ static kiln_status load(kiln_model_cache *c, const kiln_model_spec *spec, kiln_l
     }
 }
 
-/* One instance of spec's model for exclusive use: an LLM (llm) or an embedder (emb). */
-static kiln_status acquire(kiln_model_cache *c, const kiln_model_spec *spec, kiln_llm **llm, kiln_embedder **emb,
+/* One instance of spec's model for exclusive use, of the kind asked (*out: its handle). */
+static kiln_status acquire(kiln_model_cache *c, const kiln_model_spec *spec, inst_kind kind, void **out,
                            bool *loaded, double *load_seconds) {
     if (loaded) *loaded = false;
     if (load_seconds) *load_seconds = 0;
     pthread_mutex_lock(&c->mu);
     kiln_status st = KILN_OK;
     for (int i = 0; i < c->n; i++) {
-        if (!c->v[i].in_use && !strcmp(c->v[i].name, spec->name) && (llm ? c->v[i].llm != NULL : c->v[i].emb != NULL)) {
-            c->v[i].in_use = true;
-            if (llm) *llm = c->v[i].llm;
-            else *emb = c->v[i].emb;
+        instance *in = &c->v[i];
+        const bool same = kind == KIND_LLM ? in->llm != NULL : kind == KIND_EMB ? in->emb != NULL : in->sd != NULL;
+        if (!in->in_use && same && !strcmp(in->name, spec->name)) {
+            in->in_use = true;
+            *out = (void *)handle_of(in);
             goto done;
         }
     }
@@ -164,20 +196,22 @@ static kiln_status acquire(kiln_model_cache *c, const kiln_model_spec *spec, kil
         c->v = nv;
         c->cap = nc;
     }
-    kiln_llm *l = NULL;
-    kiln_embedder *m = NULL;
+    instance in = {.in_use = true, .keep_alive = spec->keep_alive, .weight_bytes = spec->weight_bytes};
     double secs = 0;
-    char *name = kiln_strdup(spec->name);
-    if (!name) st = kiln_fail(KILN_ERR_NOMEM, "out of memory");
-    else st = llm ? load(c, spec, &l, &secs) : load_embedder(c, spec, &m, &secs);
+    if (!(in.name = kiln_strdup(spec->name))) st = kiln_fail(KILN_ERR_NOMEM, "out of memory");
+    else if (kind == KIND_LLM) st = load(c, spec, &in.llm, &secs);
+    else if (kind == KIND_EMB) st = load_embedder(c, spec, &in.emb, &secs);
+    else st = load_sd(c, spec, &in.sd, &secs);
     if (st) {
-        free(name);
+        free(in.name);
         goto done;
     }
-    c->v[c->n++] = (instance){name, l, m, true, kiln_time_now(), spec->keep_alive, secs, spec->weight_bytes,
-                              (int64_t)(l ? kiln_llm_memory(l) : kiln_embedder_memory(m))};
-    if (llm) *llm = l;
-    else *emb = m;
+    in.last_used = kiln_time_now();
+    in.load_seconds = secs;
+    in.runtime_bytes = (int64_t)(in.llm ? kiln_llm_memory(in.llm) : in.emb ? kiln_embedder_memory(in.emb)
+                                                                            : kiln_sd_memory(in.sd));
+    c->v[c->n++] = in;
+    *out = (void *)handle_of(&in);
     if (loaded) *loaded = true;
     if (load_seconds) *load_seconds = secs;
 done:
@@ -187,22 +221,65 @@ done:
 
 kiln_status kiln_cache_acquire(kiln_model_cache *c, const kiln_model_spec *spec, kiln_llm **out, bool *loaded,
                                double *load_seconds) {
-    *out = NULL;
-    return acquire(c, spec, out, NULL, loaded, load_seconds);
+    void *h = NULL;
+    kiln_status st = acquire(c, spec, KIND_LLM, &h, loaded, load_seconds);
+    *out = h;
+    return st;
 }
 
 kiln_status kiln_cache_acquire_embedder(kiln_model_cache *c, const kiln_model_spec *spec, kiln_embedder **out,
                                         bool *loaded, double *load_seconds) {
-    *out = NULL;
-    return acquire(c, spec, NULL, out, loaded, load_seconds);
+    void *h = NULL;
+    kiln_status st = acquire(c, spec, KIND_EMB, &h, loaded, load_seconds);
+    *out = h;
+    return st;
+}
+
+kiln_status kiln_cache_acquire_sd(kiln_model_cache *c, const kiln_model_spec *spec, kiln_sd **out, bool *loaded,
+                                  double *load_seconds) {
+    void *h = NULL;
+    kiln_status st = acquire(c, spec, KIND_SD, &h, loaded, load_seconds);
+    *out = h;
+    return st;
+}
+
+kiln_status kiln_cache_reserve(kiln_model_cache *c, const void *handle, int64_t bytes) {
+    pthread_mutex_lock(&c->mu);
+    kiln_status st = KILN_OK;
+    int k = -1;
+    for (int i = 0; i < c->n && k < 0; i++)
+        if (handle_of(&c->v[i]) == handle) k = i;
+    if (k < 0) {
+        st = kiln_fail(KILN_ERR_INVALID_ARG, "kiln_cache_reserve: not an instance of this cache");
+        goto done;
+    }
+    c->v[k].work_bytes = 0;
+    while (c->budget > 0 && c->budget - used_bytes(c) < bytes) {
+        int victim = lru_idle(c); /* never k: it is in use */
+        if (victim < 0) {
+            st = kiln_fail(KILN_ERR_CAPACITY, "it needs %lld MiB while it runs; the memory budget of %lld MiB has "
+                           "%lld MiB free", (long long)(bytes >> 20), (long long)(c->budget >> 20),
+                           (long long)((c->budget - used_bytes(c)) >> 20));
+            goto done;
+        }
+        const void *h = handle_of(&c->v[k]);
+        drop(c, victim); /* drop moves the last instance into the victim's place */
+        for (int i = 0; i < c->n; i++)
+            if (handle_of(&c->v[i]) == h) k = i;
+    }
+    c->v[k].work_bytes = bytes;
+done:
+    pthread_mutex_unlock(&c->mu);
+    return st;
 }
 
 static void release(kiln_model_cache *c, const void *handle) {
     if (!handle) return;
     pthread_mutex_lock(&c->mu);
     for (int i = 0; i < c->n; i++) {
-        if ((const void *)c->v[i].llm == handle || (const void *)c->v[i].emb == handle) {
+        if (handle_of(&c->v[i]) == handle) {
             c->v[i].in_use = false;
+            c->v[i].work_bytes = 0;
             c->v[i].last_used = kiln_time_now();
             if (c->v[i].keep_alive == 0) drop(c, i);
             break;
@@ -213,6 +290,7 @@ static void release(kiln_model_cache *c, const void *handle) {
 
 void kiln_cache_release(kiln_model_cache *c, kiln_llm *llm) { release(c, llm); }
 void kiln_cache_release_embedder(kiln_model_cache *c, kiln_embedder *e) { release(c, e); }
+void kiln_cache_release_sd(kiln_model_cache *c, kiln_sd *m) { release(c, m); }
 
 int kiln_cache_reap(kiln_model_cache *c) {
     int n = 0;
@@ -251,7 +329,7 @@ int kiln_cache_list(kiln_model_cache *c, kiln_cache_entry_info *out, int max) {
         }
         out[k].instances++;
         out[k].in_use += c->v[i].in_use;
-        out[k].bytes += c->v[i].runtime_bytes;
+        out[k].bytes += c->v[i].runtime_bytes + c->v[i].work_bytes;
         out[k].load_seconds = c->v[i].load_seconds;
         if (c->v[i].last_used > out[k].last_used) out[k].last_used = c->v[i].last_used;
     }

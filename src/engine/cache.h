@@ -49,6 +49,16 @@ void kiln_cache_release(kiln_model_cache *c, kiln_llm *llm);
 kiln_status kiln_cache_acquire_embedder(kiln_model_cache *c, const kiln_model_spec *spec, kiln_embedder **out,
                                         bool *loaded, double *load_seconds);
 void kiln_cache_release_embedder(kiln_model_cache *c, kiln_embedder *e);
+/* The same for Stable Diffusion models: weights (the files) counted once per model,
+ * each instance's prepared copies (kiln_sd_memory) on top. */
+kiln_status kiln_cache_acquire_sd(kiln_model_cache *c, const kiln_model_spec *spec, kiln_sd **out, bool *loaded,
+                                  double *load_seconds);
+void kiln_cache_release_sd(kiln_model_cache *c, kiln_sd *m);
+/* Counts bytes against the budget for the instance `handle` (acquired, any kind) until
+ * it is released — what a job needs on top while it runs (an image generation's
+ * activations, kiln_sd_memory_needed). Idle instances are unloaded to make room;
+ * KILN_ERR_CAPACITY naming the sizes if it still cannot fit. */
+kiln_status kiln_cache_reserve(kiln_model_cache *c, const void *handle, int64_t bytes);
 /* Unloads idle instances past their keep-alive. Returns how many it unloaded. */
 int kiln_cache_reap(kiln_model_cache *c);
 /* Bytes counted against the budget now. */

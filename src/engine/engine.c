@@ -65,7 +65,12 @@ void kiln_engine_push_event(kiln_engine *e, live_job *j, const char *name, const
 }
 
 double kiln_engine_eta(const live_job *j) {
-    if (j->rec.state != KILN_JOB_RUNNING || j->rec.done <= 0 || j->gen_start <= 0) return -1;
+    if (j->rec.state != KILN_JOB_RUNNING) return -1;
+    if (j->eta_at > 0) { /* the pipeline's own estimate (it knows what follows the steps) */
+        const double left = j->eta - (kiln_time_now() - j->eta_at);
+        return left > 0 ? left : 0;
+    }
+    if (j->rec.done <= 0 || j->gen_start <= 0) return -1;
     double rate = (double)j->rec.done / (kiln_time_now() - j->gen_start);
     return rate > 0 ? (double)(j->rec.total - j->rec.done) / rate : -1;
 }
@@ -125,24 +130,28 @@ static void prune_live(kiln_engine *e) {
 }
 
 /* KILN_OK if name resolves to a model of the registry (the error says why not) of
- * the job's kind: an embedding job needs an embedding model, a text job a language
- * model (KILN_JOB_KIND_COUNT: any). Said at submit, not after a load. */
+ * the job's kind: an embedding job needs an embedding model, an image job a Stable
+ * Diffusion model, a text job a language model (KILN_JOB_KIND_COUNT: any). Said at
+ * submit, not after a load. */
 static kiln_status check_model_kind(kiln_engine *e, const char *name, kiln_job_kind kind) {
     kiln_model_entry me = {0};
     kiln_status st = kiln_registry_resolve(e->reg, name, &me);
-    if (!st && (kind == KILN_JOB_TEXT || kind == KILN_JOB_EMBEDDING)) {
-        const bool embedder = kiln_embedder_supports(me.path);
-        if (kind == KILN_JOB_EMBEDDING && !embedder)
+    if (!st && (kind == KILN_JOB_TEXT || kind == KILN_JOB_EMBEDDING || kind == KILN_JOB_IMAGE)) {
+        const bool image = kiln_sd_supports(me.path);
+        const bool embedder = !image && kiln_embedder_supports(me.path);
+        if (kind == KILN_JOB_IMAGE && !image)
+            st = kiln_fail(KILN_ERR_INVALID_ARG, "model '%s' is not an image model (a Stable Diffusion diffusers "
+                           "folder)", name);
+        else if (kind != KILN_JOB_IMAGE && image)
+            st = kiln_fail(KILN_ERR_INVALID_ARG, "model '%s' is an image model: use /v1/images/generations (or a "
+                           "job of kind image)", name);
+        else if (kind == KILN_JOB_EMBEDDING && !embedder)
             st = kiln_fail(KILN_ERR_INVALID_ARG, "model '%s' is not an embedding model (BERT family)", name);
         else if (kind == KILN_JOB_TEXT && embedder)
             st = kiln_fail(KILN_ERR_INVALID_ARG, "model '%s' is an embedding model: use /v1/embeddings", name);
     }
     kiln_model_entry_clear(&me);
     return st;
-}
-
-static kiln_status check_model(kiln_engine *e, const char *name) {
-    return check_model_kind(e, name, KILN_JOB_KIND_COUNT);
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------- */
@@ -192,7 +201,8 @@ static kiln_status load_config(kiln_engine *e) {
     }
     for (size_t i = 0; i < e->presets->n_programs; i++) {
         const kiln_program *p = &e->presets->programs[i];
-        if ((st = check_model(e, p->model))) return kiln_fail_prefix(st, "%s: programs.%s", path, p->name);
+        if ((st = check_model_kind(e, p->model, p->kind)))
+            return kiln_fail_prefix(st, "%s: programs.%s", path, p->name);
     }
     return KILN_OK;
 }
@@ -366,14 +376,17 @@ static kiln_status build_job(kiln_engine *e, const cJSON *req, kiln_job_rec *rec
         st = kiln_fail(KILN_ERR_INVALID_ARG, "params: a text job needs 'prompt' or 'messages'");
     if (!st && rec->kind == KILN_JOB_EMBEDDING && !(p.set & KP_INPUT))
         st = kiln_fail(KILN_ERR_INVALID_ARG, "params: an embedding job needs 'input'");
-    if (!st && rec->kind != KILN_JOB_TEXT && rec->kind != KILN_JOB_EMBEDDING)
+    if (!st && rec->kind == KILN_JOB_IMAGE && !(p.set & KP_PROMPT))
+        st = kiln_fail(KILN_ERR_INVALID_ARG, "params: an image job needs 'prompt'");
+    if (!st && rec->kind == KILN_JOB_TRAIN)
         st = kiln_fail(KILN_ERR_UNSUPPORTED, "%s jobs are not available yet in this build of kiln",
                        kiln_job_kind_name(rec->kind));
     if (!st && !(p.set & KP_SEED)) {
-        /* A fixed seed per job: a job run again after a crash gives the same text. */
+        /* A fixed seed per job: a job run again after a crash gives the same text (or
+         * image). Image seeds are 32-bit, as AUTOMATIC1111 and diffusers users write them. */
         char id[32];
         new_id(id);
-        p.seed = strtoull(id + 4, NULL, 16) >> 11;
+        p.seed = strtoull(id + 4, NULL, 16) >> (rec->kind == KILN_JOB_IMAGE ? 32 : 11);
         p.set |= KP_SEED;
     }
     if (!st) {
@@ -381,12 +394,15 @@ static kiln_status build_job(kiln_engine *e, const cJSON *req, kiln_job_rec *rec
         rec->model = kiln_strdup(model_name);
         rec->program = prog ? kiln_strdup(prog->name) : NULL;
         rec->total = rec->kind == KILN_JOB_EMBEDDING ? (cJSON_IsArray(p.input) ? cJSON_GetArraySize(p.input) : 1)
+                     : rec->kind == KILN_JOB_IMAGE   ? p.steps
                                                      : p.max_tokens;
         if (!rec->params || !rec->model || (prog && !rec->program)) st = kiln_fail(KILN_ERR_NOMEM, "out of memory");
     }
     kiln_params_clear(&p);
     return st;
 }
+
+const char *kiln_engine_data_dir(const kiln_engine *e) { return e->opt.data_dir; }
 
 const char *kiln_engine_program_kind(kiln_engine *e, const char *program) {
     const kiln_program *p = e && program ? kiln_presets_program(e->presets, program) : NULL;

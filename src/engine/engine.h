@@ -26,7 +26,7 @@
 /* Submits a job. req: {"kind": "text", "model": NAME | "program": NAME, "params": {...},
  * "priority": N}. Errors: KILN_ERR_INVALID_ARG (malformed, naming the key),
  * KILN_ERR_NOT_FOUND (unknown model or program), KILN_ERR_UNSUPPORTED (kind without a
- * pipeline yet), KILN_ERR_BUSY (queue full). With an idempotency key already used,
+ * pipeline yet: train), KILN_ERR_BUSY (queue full). With an idempotency key already used,
  * the earlier job is returned and *existing is set. out is filled (caller clears). */
 kiln_status kiln_engine_submit(kiln_engine *e, const cJSON *req, const char *idem_key, kiln_job_rec *out,
                                bool *existing);
@@ -40,12 +40,23 @@ kiln_status kiln_engine_cancel(kiln_engine *e, const char *id, const char *reaso
 /* Waits until the job is final or timeout seconds pass (< 0: forever). */
 kiln_status kiln_engine_wait(kiln_engine *e, const char *id, double timeout, kiln_job_rec *out);
 
-/* Events of a job: "queued", "started", "progress" (done, total, eta_seconds),
- * "delta" (text), and one final "completed" | "failed" | "cancelled" (data: the job).
+/* Events of a job: "queued", "started", "progress" (done, total, eta_seconds; image
+ * jobs add step, steps, elapsed_seconds), "delta" (text), "preview" (image jobs with
+ * preview_every: step, steps, width, height, b64_png), and one final "completed" | "failed" | "cancelled" (data: the job).
  * seq points at the index of the next event wanted (start at 0); on return name/data are
  * malloc'd and seq advanced, or name is NULL when timeout passed first. final is
  * set with the final event. A job that finished before this process started yields
  * just its final event. */
+
+/* The data directory the engine was opened with (NULL: in memory). */
+const char *kiln_engine_data_dir(const kiln_engine *e);
+/* A stored output of an image job: file is "N.png" or "N.json" (image N of the job),
+ * read from DATA/outputs/JOB_ID/. Names are checked before any path is built
+ * (KILN_ERR_INVALID_ARG for anything else: no path can be formed from them);
+ * KILN_ERR_NOT_FOUND if there is no such file or no data directory. *data is
+ * malloc'd; *content_type is "image/png" or "application/json" (static). */
+kiln_status kiln_engine_read_output(kiln_engine *e, const char *job_id, const char *file, uint8_t **data,
+                                    size_t *len, const char **content_type);
 
 /* Models: every model the directory and config name, with whether it is loaded. */
 cJSON *kiln_engine_models_json(kiln_engine *e);

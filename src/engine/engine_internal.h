@@ -25,6 +25,7 @@ typedef struct live_job {
     double gen_start;           /* monotonic time generation started (for the ETA) */
     double final_at;            /* monotonic time it became final; 0 before */
     double last_progress;       /* monotonic time of the last progress event */
+    double eta, eta_at;         /* an ETA the pipeline reported (images), at monotonic eta_at; 0: none */
     int refs;                   /* event readers and waiters holding it */
     struct live_job *next;
 } live_job;
@@ -66,6 +67,9 @@ double kiln_engine_eta(const live_job *j);
 /* Writes the job's record, then pushes its final event. */
 void kiln_engine_finish(kiln_engine *e, live_job *j);
 
+/* prompt.c: template with every "{prompt}" replaced by prompt (NULL template: the prompt
+ * itself); *out is malloc'd. */
+kiln_status kiln_engine_apply_template(const char *tmpl, const char *prompt, char **out);
 /* prompt.c: the text a text job feeds the model (template, chat rendering) and
  * whether to add BOS. *text is malloc'd. */
 kiln_status kiln_engine_build_prompt(const kiln_params *p, const kiln_llm *llm, char **text, bool *add_bos);
@@ -87,5 +91,9 @@ int kiln_engine_embed_group(kiln_engine *e, live_job *first, live_job **group);
 /* Runs n embedding jobs (all started) as one embedder call, without e->mu held; fills
  * each job's result/state/error under the lock. */
 void kiln_engine_run_embed(kiln_engine *e, live_job **group, int n);
+
+/* worker_image.c: runs an image job (started) without e->mu held; the images are
+ * written under DATA/outputs/<job id>/ before the job is marked completed. */
+void kiln_engine_run_image(kiln_engine *e, live_job *j);
 
 #endif

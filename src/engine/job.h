@@ -1,7 +1,7 @@
 /*
  * job.h — a job as the engine stores and reports it.
  *
- * Every kind of work (text now; embeddings, images, training later) is a job with the
+ * Every kind of work (text, embeddings, images; training later) is a job with the
  * same life: queued -> running -> completed | failed | cancelled, with times, progress
  * (units done of total: tokens for text, steps for images), a result or an error. The
  * record holds the fully resolved parameters (model name, final prompt, seed), so a

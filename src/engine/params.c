@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "pipelines/sd_sched.h"
 
 static const char *const g_kind_names[KILN_JOB_KIND_COUNT] = {"text", "embedding", "image", "train"};
 
@@ -32,11 +33,17 @@ kiln_status kiln_job_kind_parse(const char *name, kiln_job_kind *out) {
                      name ? name : "");
 }
 
-typedef enum { T_STR, T_INT, T_FLOAT, T_U64, T_STOP, T_BOOL, T_MESSAGES, T_INPUT } ptype;
+typedef enum { T_STR, T_INT, T_FLOAT, T_U64, T_STOP, T_BOOL, T_MESSAGES, T_INPUT, T_SIZE } ptype;
 
 #define K_TEXT (1u << KILN_JOB_TEXT)
 #define K_EMB (1u << KILN_JOB_EMBEDDING)
 #define K_IMG (1u << KILN_JOB_IMAGE)
+
+/* ALIAS: another name for the parameter(s) of the entries with the same bit(s)
+ * ("guidance" for "cfg_scale", "size" for width and height): parsed, never written
+ * back, not copied by an overlay. IF_SET: written to JSON only when given (its default
+ * 0 means "the model's own"). */
+enum { ALIAS = 1u << 0, IF_SET = 1u << 1 };
 
 typedef struct {
     const char *key;
@@ -44,32 +51,40 @@ typedef struct {
     ptype type;
     size_t off;
     double lo, hi;
+    unsigned flags;
 } pspec;
 
 #define F(f) offsetof(kiln_params, f)
 static const pspec g_specs[] = {
-    {"prompt", K_TEXT | K_IMG, KP_PROMPT, T_STR, F(prompt), 0, 0},
-    {"system", K_TEXT, KP_SYSTEM, T_STR, F(system), 0, 0},
-    {"messages", K_TEXT, KP_MESSAGES, T_MESSAGES, F(messages), 0, 0},
-    {"template", K_TEXT | K_IMG, KP_TEMPLATE, T_STR, F(template_), 0, 0},
-    {"max_tokens", K_TEXT, KP_MAX_TOKENS, T_INT, F(max_tokens), 1, 1e9},
-    {"temperature", K_TEXT, KP_TEMPERATURE, T_FLOAT, F(temperature), 0, 100},
-    {"top_p", K_TEXT, KP_TOP_P, T_FLOAT, F(top_p), 0, 1},
-    {"top_k", K_TEXT, KP_TOP_K, T_INT, F(top_k), 0, 1e9},
-    {"min_p", K_TEXT, KP_MIN_P, T_FLOAT, F(min_p), 0, 1},
-    {"repeat_penalty", K_TEXT, KP_REPEAT_PENALTY, T_FLOAT, F(repeat_penalty), 0.01, 100},
-    {"frequency_penalty", K_TEXT, KP_FREQ_PENALTY, T_FLOAT, F(frequency_penalty), -2, 2},
-    {"presence_penalty", K_TEXT, KP_PRES_PENALTY, T_FLOAT, F(presence_penalty), -2, 2},
-    {"seed", K_TEXT | K_IMG, KP_SEED, T_U64, F(seed), 0, 0},
-    {"stop", K_TEXT, KP_STOP, T_STOP, 0, 0, 0},
-    {"input", K_EMB, KP_INPUT, T_INPUT, F(input), 0, 0},
-    {"normalize", K_EMB, KP_NORMALIZE, T_BOOL, F(normalize), 0, 0},
-    {"steps", K_IMG, KP_STEPS, T_INT, F(steps), 1, 1000},
-    {"guidance", K_IMG, KP_GUIDANCE, T_FLOAT, F(guidance), 0, 100},
-    {"width", K_IMG, KP_WIDTH, T_INT, F(width), 64, 4096},
-    {"height", K_IMG, KP_HEIGHT, T_INT, F(height), 64, 4096},
-    {"scheduler", K_IMG, KP_SCHEDULER, T_STR, F(scheduler), 0, 0},
-    {"negative_prompt", K_IMG, KP_NEGATIVE, T_STR, F(negative_prompt), 0, 0},
+    {"prompt", K_TEXT | K_IMG, KP_PROMPT, T_STR, F(prompt), 0, 0, 0},
+    {"system", K_TEXT, KP_SYSTEM, T_STR, F(system), 0, 0, 0},
+    {"messages", K_TEXT, KP_MESSAGES, T_MESSAGES, F(messages), 0, 0, 0},
+    {"template", K_TEXT | K_IMG, KP_TEMPLATE, T_STR, F(template_), 0, 0, 0},
+    {"max_tokens", K_TEXT, KP_MAX_TOKENS, T_INT, F(max_tokens), 1, 1e9, 0},
+    {"temperature", K_TEXT, KP_TEMPERATURE, T_FLOAT, F(temperature), 0, 100, 0},
+    {"top_p", K_TEXT, KP_TOP_P, T_FLOAT, F(top_p), 0, 1, 0},
+    {"top_k", K_TEXT, KP_TOP_K, T_INT, F(top_k), 0, 1e9, 0},
+    {"min_p", K_TEXT, KP_MIN_P, T_FLOAT, F(min_p), 0, 1, 0},
+    {"repeat_penalty", K_TEXT, KP_REPEAT_PENALTY, T_FLOAT, F(repeat_penalty), 0.01, 100, 0},
+    {"frequency_penalty", K_TEXT, KP_FREQ_PENALTY, T_FLOAT, F(frequency_penalty), -2, 2, 0},
+    {"presence_penalty", K_TEXT, KP_PRES_PENALTY, T_FLOAT, F(presence_penalty), -2, 2, 0},
+    {"seed", K_TEXT | K_IMG, KP_SEED, T_U64, F(seed), 0, 0, 0},
+    {"stop", K_TEXT, KP_STOP, T_STOP, 0, 0, 0, 0},
+    {"input", K_EMB, KP_INPUT, T_INPUT, F(input), 0, 0, 0},
+    {"normalize", K_EMB, KP_NORMALIZE, T_BOOL, F(normalize), 0, 0, 0},
+    {"negative_prompt", K_IMG, KP_NEGATIVE, T_STR, F(negative_prompt), 0, 0, 0},
+    {"width", K_IMG, KP_WIDTH, T_INT, F(width), 64, KILN_IMAGE_MAX_SIDE, IF_SET},
+    {"height", K_IMG, KP_HEIGHT, T_INT, F(height), 64, KILN_IMAGE_MAX_SIDE, IF_SET},
+    {"size", K_IMG, KP_WIDTH | KP_HEIGHT, T_SIZE, 0, 0, 0, ALIAS},
+    {"steps", K_IMG, KP_STEPS, T_INT, F(steps), 1, KILN_IMAGE_MAX_STEPS, 0},
+    {"cfg_scale", K_IMG, KP_GUIDANCE, T_FLOAT, F(guidance), 0, 100, 0},
+    {"guidance", K_IMG, KP_GUIDANCE, T_FLOAT, F(guidance), 0, 100, ALIAS},
+    {"sampler", K_IMG, KP_SCHEDULER, T_STR, F(scheduler), 0, 0, 0},
+    {"scheduler", K_IMG, KP_SCHEDULER, T_STR, F(scheduler), 0, 0, ALIAS},
+    {"rng", K_IMG, KP_RNG, T_STR, F(rng), 0, 0, 0},
+    {"clip_skip", K_IMG, KP_CLIP_SKIP, T_INT, F(clip_skip), 1, 48, IF_SET},
+    {"n", K_IMG, KP_N, T_INT, F(n), 1, KILN_IMAGE_MAX_N, 0},
+    {"preview_every", K_IMG, KP_PREVIEW, T_INT, F(preview_every), 0, KILN_IMAGE_MAX_STEPS, 0},
 };
 #undef F
 #define N_SPECS (sizeof g_specs / sizeof g_specs[0])
@@ -85,7 +100,7 @@ void kiln_params_default(kiln_params *p, kiln_job_kind kind) {
     p->normalize = true;
     p->steps = 20;
     p->guidance = 7.5f;
-    p->width = p->height = 512;
+    p->n = 1;
     (void)kind;
 }
 
@@ -177,17 +192,77 @@ static kiln_status check_input(const cJSON *v, const char *where, const kiln_par
     return KILN_OK;
 }
 
+/* "WxH" (OpenAI's size) into w and h; false unless both are plain decimal numbers. */
+static bool parse_size(const char *s, int *w, int *h) {
+    long v[2];
+    for (int k = 0; k < 2; k++) {
+        if (*s < '0' || *s > '9') return false;
+        v[k] = 0;
+        for (int d = 0; *s >= '0' && *s <= '9'; s++, d++) {
+            if (d >= 6) return false;
+            v[k] = v[k] * 10 + (*s - '0');
+        }
+        if (k == 0 && *s++ != 'x') return false;
+    }
+    if (*s) return false;
+    *w = (int)v[0];
+    *h = (int)v[1];
+    return true;
+}
+
+static kiln_status check_side(const char *where, const char *what, int v) {
+    if (v < 64 || v > KILN_IMAGE_MAX_SIDE || v % 8)
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: %s is %d; it must be a multiple of 8 from 64 to %d", where, what,
+                         v, KILN_IMAGE_MAX_SIDE);
+    return KILN_OK;
+}
+
+/* A seed: a JSON integer (exact up to 2^53) or a string of decimal digits (any 64-bit
+ * value, as AUTOMATIC1111's seeds and clients that keep 64-bit seeds send them). */
+static kiln_status parse_seed(const cJSON *v, const char *where, const char *key, uint64_t *out) {
+    if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= 9007199254740992.0 &&
+        v->valuedouble == floor(v->valuedouble)) {
+        *out = (uint64_t)v->valuedouble;
+        return KILN_OK;
+    }
+    if (cJSON_IsString(v) && v->valuestring[0] && strlen(v->valuestring) <= 20) {
+        uint64_t x = 0;
+        const char *c = v->valuestring;
+        for (; *c >= '0' && *c <= '9'; c++) {
+            const uint64_t d = (uint64_t)(*c - '0');
+            if (x > (UINT64_MAX - d) / 10) break;
+            x = x * 10 + d;
+        }
+        if (!*c) {
+            *out = x;
+            return KILN_OK;
+        }
+    }
+    return kiln_fail(KILN_ERR_INVALID_ARG,
+                     "%s: '%s' must be an integer between 0 and 2^53, or a string of decimal digits below 2^64",
+                     where, key);
+}
+
 static kiln_status parse_one(kiln_params *p, const pspec *s, const cJSON *v, const char *where,
                              const kiln_param_limits *lim) {
     char *base = (char *)p;
     switch (s->type) {
     case T_STR:
         if (!cJSON_IsString(v)) return kiln_fail(KILN_ERR_INVALID_ARG, "%s: '%s' must be a string", where, s->key);
-        if (s->bit == KP_PROMPT && lim && lim->max_prompt && strlen(v->valuestring) > lim->max_prompt)
-            return kiln_fail(KILN_ERR_INVALID_ARG, "%s: the prompt has %zu bytes; the limit is %zu", where,
-                             strlen(v->valuestring), lim->max_prompt);
+        if ((s->bit == KP_PROMPT || s->bit == KP_NEGATIVE) && lim && lim->max_prompt &&
+            strlen(v->valuestring) > lim->max_prompt)
+            return kiln_fail(KILN_ERR_INVALID_ARG, "%s: the %s has %zu bytes; the limit is %zu", where,
+                             s->bit == KP_PROMPT ? "prompt" : "negative prompt", strlen(v->valuestring),
+                             lim->max_prompt);
         if (s->bit == KP_TEMPLATE && !strstr(v->valuestring, "{prompt}"))
             return kiln_fail(KILN_ERR_INVALID_ARG, "%s: 'template' must contain {prompt}", where);
+        if (s->bit == KP_SCHEDULER) {
+            kiln_sd_sampler_kind k;
+            kiln_status st = kiln_sd_sampler_from_name(v->valuestring, &k);
+            if (st) return kiln_fail_prefix(st, "%s: '%s'", where, s->key);
+        }
+        if (s->bit == KP_RNG && strcmp(v->valuestring, "torch") && strcmp(v->valuestring, "fast"))
+            return kiln_fail(KILN_ERR_INVALID_ARG, "%s: 'rng' must be \"torch\" or \"fast\"", where);
         return set_str((char **)(base + s->off), v->valuestring);
     case T_INT: {
         if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
@@ -197,6 +272,8 @@ static kiln_status parse_one(kiln_params *p, const pspec *s, const cJSON *v, con
         if (v->valuedouble < s->lo || v->valuedouble > hi)
             return kiln_fail(KILN_ERR_INVALID_ARG, "%s: '%s' is %.0f; it must be between %.0f and %.0f", where, s->key,
                              v->valuedouble, s->lo, hi);
+        if ((s->bit == KP_WIDTH || s->bit == KP_HEIGHT) && ((int)v->valuedouble) % 8)
+            return check_side(where, s->bit == KP_WIDTH ? "'width'" : "'height'", (int)v->valuedouble);
         *(int *)(base + s->off) = (int)v->valuedouble;
         return KILN_OK;
     }
@@ -209,12 +286,18 @@ static kiln_status parse_one(kiln_params *p, const pspec *s, const cJSON *v, con
         *(float *)(base + s->off) = (float)v->valuedouble;
         return KILN_OK;
     case T_U64:
-        /* JSON numbers are doubles in cJSON: seeds are exact up to 2^53. */
-        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 9007199254740992.0 ||
-            v->valuedouble != floor(v->valuedouble))
-            return kiln_fail(KILN_ERR_INVALID_ARG, "%s: '%s' must be an integer between 0 and 2^53", where, s->key);
-        *(uint64_t *)(base + s->off) = (uint64_t)v->valuedouble;
+        return parse_seed(v, where, s->key, (uint64_t *)(base + s->off));
+    case T_SIZE: {
+        int w = 0, h = 0;
+        if (!cJSON_IsString(v) || !parse_size(v->valuestring, &w, &h))
+            return kiln_fail(KILN_ERR_INVALID_ARG, "%s: 'size' must be \"WIDTHxHEIGHT\" (\"512x512\")", where);
+        kiln_status st = check_side(where, "the width of 'size'", w);
+        if (!st) st = check_side(where, "the height of 'size'", h);
+        if (st) return st;
+        p->width = w;
+        p->height = h;
         return KILN_OK;
+    }
     case T_BOOL:
         if (!cJSON_IsBool(v)) return kiln_fail(KILN_ERR_INVALID_ARG, "%s: '%s' must be true or false", where, s->key);
         *(bool *)(base + s->off) = cJSON_IsTrue(v);
@@ -247,6 +330,10 @@ kiln_status kiln_params_parse(kiln_params *p, kiln_job_kind kind, const cJSON *o
     if (!obj || cJSON_IsNull(obj)) return KILN_OK;
     if (!cJSON_IsObject(obj)) return kiln_fail(KILN_ERR_INVALID_ARG, "%s must be a JSON object", where);
     const cJSON *v;
+    /* keys given by this object, so that two names of one parameter ("cfg_scale" and
+     * "guidance", "size" and "width") are refused rather than one silently winning */
+    unsigned now = 0;
+    const char *now_key[32] = {0};
     cJSON_ArrayForEach(v, obj) {
         const char *key = v->string ? v->string : "";
         if (listed(key, extra_ok)) continue;
@@ -257,9 +344,21 @@ kiln_status kiln_params_parse(kiln_params *p, kiln_job_kind kind, const cJSON *o
         if (!(s->kinds & (1u << kind)))
             return kiln_fail(KILN_ERR_INVALID_ARG, "%s: '%s' does not apply to %s jobs", where, key,
                              kiln_job_kind_name(kind));
+        if (now & s->bit) {
+            const char *other = "";
+            for (int b = 0; b < 32; b++)
+                if ((now & s->bit & (1u << b)) && now_key[b]) other = now_key[b];
+            if (!strcmp(other, key))
+                return kiln_fail(KILN_ERR_INVALID_ARG, "%s: '%s' is given twice", where, key);
+            return kiln_fail(KILN_ERR_INVALID_ARG, "%s: '%s' and '%s' set the same parameter: give one", where,
+                             other, key);
+        }
         kiln_status st = parse_one(p, s, v, where, lim);
         if (st) return st;
         p->set |= s->bit;
+        now |= s->bit;
+        for (int b = 0; b < 32; b++)
+            if (s->bit & (1u << b)) now_key[b] = key;
     }
     if ((p->set & KP_PROMPT) && (p->set & KP_MESSAGES))
         return kiln_fail(KILN_ERR_INVALID_ARG, "%s: give either 'prompt' or 'messages', not both", where);
@@ -269,7 +368,7 @@ kiln_status kiln_params_parse(kiln_params *p, kiln_job_kind kind, const cJSON *o
 kiln_status kiln_params_overlay(kiln_params *dst, const kiln_params *src) {
     for (size_t i = 0; i < N_SPECS; i++) {
         const pspec *s = &g_specs[i];
-        if (!(src->set & s->bit)) continue;
+        if (!(src->set & s->bit) || (s->flags & ALIAS)) continue;
         const char *from = (const char *)src;
         char *to = (char *)dst;
         kiln_status st = KILN_OK;
@@ -279,6 +378,7 @@ kiln_status kiln_params_overlay(kiln_params *dst, const kiln_params *src) {
         case T_FLOAT: *(float *)(to + s->off) = *(const float *)(from + s->off); break;
         case T_U64: *(uint64_t *)(to + s->off) = *(const uint64_t *)(from + s->off); break;
         case T_BOOL: *(bool *)(to + s->off) = *(const bool *)(from + s->off); break;
+        case T_SIZE: break; /* an alias: width and height are copied as themselves */
         case T_STOP:
             clear_stop(dst);
             for (int j = 0; j < src->n_stop; j++) {
@@ -307,7 +407,7 @@ cJSON *kiln_params_to_json(const kiln_params *p, kiln_job_kind kind) {
     const char *base = (const char *)p;
     for (size_t i = 0; i < N_SPECS; i++) {
         const pspec *s = &g_specs[i];
-        if (!(s->kinds & (1u << kind))) continue;
+        if (!(s->kinds & (1u << kind)) || (s->flags & ALIAS) || ((s->flags & IF_SET) && !(p->set & s->bit))) continue;
         cJSON *v = NULL;
         switch (s->type) {
         case T_STR: {
@@ -324,10 +424,19 @@ cJSON *kiln_params_to_json(const kiln_params *p, kiln_job_kind kind) {
             v = cJSON_CreateNumber(strtod(tmp, NULL));
             break;
         }
-        case T_U64:
+        case T_U64: {
             if (!(p->set & s->bit)) continue;
-            v = cJSON_CreateNumber((double)*(const uint64_t *)(base + s->off));
+            const uint64_t x = *(const uint64_t *)(base + s->off);
+            if (x <= (1ull << 53)) {
+                v = cJSON_CreateNumber((double)x);
+            } else { /* beyond a double's integers: the digits, which parse back the same */
+                char d[24];
+                snprintf(d, sizeof d, "%llu", (unsigned long long)x);
+                v = cJSON_CreateString(d);
+            }
             break;
+        }
+        case T_SIZE: continue;
         case T_BOOL: v = cJSON_CreateBool(*(const bool *)(base + s->off)); break;
         case T_STOP:
             if (!p->n_stop) continue;
@@ -356,6 +465,7 @@ void kiln_params_clear(kiln_params *p) {
     free(p->template_);
     free(p->scheduler);
     free(p->negative_prompt);
+    free(p->rng);
     cJSON_Delete(p->messages);
     cJSON_Delete(p->input);
     clear_stop(p);

@@ -16,9 +16,9 @@
 
 #include "base/status.h"
 
-/* The kinds of work the engine knows. Text runs today; the others are designed in
- * (their parameters are validated) and refused with KILN_ERR_UNSUPPORTED at submit
- * until their pipelines exist. */
+/* The kinds of work the engine knows. Text, embedding and image jobs run; train is
+ * designed in (its kind name parses) and refused with KILN_ERR_UNSUPPORTED at submit
+ * until its pipeline exists. */
 typedef enum { KILN_JOB_TEXT, KILN_JOB_EMBEDDING, KILN_JOB_IMAGE, KILN_JOB_TRAIN, KILN_JOB_KIND_COUNT } kiln_job_kind;
 
 const char *kiln_job_kind_name(kiln_job_kind k);
@@ -34,8 +34,14 @@ enum {
     KP_FREQ_PENALTY = 1u << 8, KP_PRES_PENALTY = 1u << 9, KP_SEED = 1u << 10, KP_STOP = 1u << 11,
     KP_TEMPLATE = 1u << 12, KP_STEPS = 1u << 13, KP_GUIDANCE = 1u << 14, KP_WIDTH = 1u << 15,
     KP_HEIGHT = 1u << 16, KP_SCHEDULER = 1u << 17, KP_NEGATIVE = 1u << 18, KP_INPUT = 1u << 19,
-    KP_MESSAGES = 1u << 20, KP_NORMALIZE = 1u << 21,
+    KP_MESSAGES = 1u << 20, KP_NORMALIZE = 1u << 21, KP_RNG = 1u << 22, KP_CLIP_SKIP = 1u << 23,
+    KP_N = 1u << 24, KP_PREVIEW = 1u << 25,
 };
+
+/* Largest image batch (n) and image side, and most denoising steps, a job may ask. */
+#define KILN_IMAGE_MAX_N 16
+#define KILN_IMAGE_MAX_SIDE 2048
+#define KILN_IMAGE_MAX_STEPS 150
 
 typedef struct {
     unsigned set;
@@ -53,10 +59,15 @@ typedef struct {
     /* embedding */
     cJSON *input;        /* string or array of strings */
     bool normalize;
-    /* image */
-    int steps, width, height;
+    /* image: "cfg_scale" (alias "guidance"), "sampler" (alias "scheduler"), "size"
+     * ("WxH", sets width and height), "n" (batch; image i gets seed + i) */
+    int steps, width, height;   /* width/height 0: the model's native size */
     float guidance;
     char *scheduler, *negative_prompt;
+    char *rng;                  /* "torch" | "fast"; NULL: torch */
+    int clip_skip;              /* 0: the model's default */
+    int n;                      /* images, 1..KILN_IMAGE_MAX_N */
+    int preview_every;          /* steps between preview events; 0: none */
 } kiln_params;
 
 /* Limits the server enforces on requests (the parser checks them). */

@@ -18,6 +18,12 @@
  *         "template": "Once upon a time, {prompt}",
  *         "system": "You tell stories.",    // renders the text as a chat
  *         "max_tokens": 200, "temperature": 0.8, "top_p": 0.95, "stop": ["\n\n"]
+ *       },
+ *       "poster": {
+ *         "kind": "image", "model": "sd15",  // a Stable Diffusion model
+ *         "template": "{prompt}, highly detailed",
+ *         "steps": 25, "guidance": 7, "size": "512x768", "sampler": "euler_a",
+ *         "negative_prompt": "blurry"
  *       }
  *     }
  *   }
@@ -26,7 +32,8 @@
  * directory), "keep_alive" (seconds an idle loaded model stays loaded; 0 unloads at once, -1
  * never), "n_ctx" (context length to load with). A program: "kind", "model",
  * "description" and any job parameter of its kind (see params.h), which become the
- * defaults a request may override.
+ * defaults a request may override; the engine checks at start-up that the model is of
+ * the program's kind.
  */
 #ifndef KILN_ENGINE_PRESETS_H
 #define KILN_ENGINE_PRESETS_H

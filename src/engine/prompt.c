@@ -17,8 +17,7 @@
 #include "engine/engine_internal.h"
 #include "pipelines/chat_template.h"
 
-/* template with every "{prompt}" replaced by prompt. */
-static kiln_status apply_template(const char *tmpl, const char *prompt, char **out) {
+kiln_status kiln_engine_apply_template(const char *tmpl, const char *prompt, char **out) {
     if (!tmpl) {
         *out = kiln_strdup(prompt);
         return *out ? KILN_OK : kiln_fail(KILN_ERR_NOMEM, "out of memory");
@@ -61,7 +60,7 @@ kiln_status kiln_engine_build_prompt(const kiln_params *p, const kiln_llm *llm, 
     bool chat = (p->set & KP_MESSAGES) || p->system;
     char *user = NULL;
     kiln_status st = KILN_OK;
-    if (p->prompt && (st = apply_template(p->template_, p->prompt, &user))) return st;
+    if (p->prompt && (st = kiln_engine_apply_template(p->template_, p->prompt, &user))) return st;
     if (!chat) {
         *text = user;
         return KILN_OK;

@@ -331,9 +331,74 @@ static bool relevant(const char *f) {
            has_suffix(f, ".gguf") || has_suffix(f, ".bin");
 }
 
+/* A diffusers folder (model_index.json, read by kiln_sd_load): every entry of its
+ * parts' folders is realpath'd, so a link leading out of the models directory is
+ * refused before anything is opened; the weights counted are the safetensors files of
+ * the parts (an fp16 variant only where the plain file is missing, as the loader picks). */
+static kiln_status classify_diffusers(const kiln_registry *r, const char *name, const char *dir, found *out) {
+    static const char *const parts[] = {"text_encoder", "unet", "vae", "tokenizer", "scheduler"};
+    int64_t bytes = 0;
+    kiln_status st = KILN_OK;
+    for (size_t k = 0; k < sizeof parts / sizeof parts[0] && !st; k++) {
+        char *sub = join(dir, parts[k]), *real = NULL;
+        if (!sub) return kiln_fail(KILN_ERR_NOMEM, "out of memory");
+        location loc = locate(r, sub, &real);
+        free(sub);
+        if (loc == LOC_OUTSIDE) return outside(r, name, parts[k]);
+        if (loc == LOC_MISSING) continue;
+        char **files;
+        size_t n;
+        kiln_status rs = read_folder(real, &files, &n);
+        if (rs == KILN_ERR_NOMEM) st = kiln_fail(rs, "out of memory");
+        for (size_t i = 0; !rs && i < n && !st; i++) {
+            char *p = join(real, files[i]), *freal = NULL;
+            if (!p) {
+                st = kiln_fail(KILN_ERR_NOMEM, "out of memory");
+                break;
+            }
+            loc = locate(r, p, &freal);
+            free(p);
+            if (loc == LOC_OUTSIDE) {
+                char what[600];
+                snprintf(what, sizeof what, "%s/%s", parts[k], files[i]);
+                st = outside(r, name, what);
+            } else if (loc == LOC_INSIDE && has_suffix(files[i], ".safetensors")) {
+                bool skip = false;
+                if (has_suffix(files[i], ".fp16.safetensors")) { /* its plain twin wins */
+                    char plain[600];
+                    snprintf(plain, sizeof plain, "%.*s.safetensors",
+                             (int)(strlen(files[i]) - strlen(".fp16.safetensors")), files[i]);
+                    for (size_t q = 0; q < n && !skip; q++) skip = !strcmp(files[q], plain);
+                }
+                struct stat sb;
+                if (!skip && stat(freal, &sb) == 0 && S_ISREG(sb.st_mode)) bytes += (int64_t)sb.st_size;
+            }
+            free(freal);
+        }
+        if (!rs) free_strs(files, n);
+        free(real);
+    }
+    if (st) return st;
+    out->format = "diffusers";
+    out->bytes = bytes;
+    if (!(out->path = kiln_strdup(dir))) return kiln_fail(KILN_ERR_NOMEM, "out of memory");
+    return KILN_OK;
+}
+
 /* A model folder (realpath dir) listed as name. */
 static kiln_status classify_folder(const kiln_registry *r, const char *name, const char *dir, found *out,
                                    char *why, size_t why_n) {
+    {
+        char *idx = join(dir, "model_index.json"), *real = NULL;
+        if (!idx) return kiln_fail(KILN_ERR_NOMEM, "out of memory");
+        location loc = locate(r, idx, &real);
+        free(idx);
+        struct stat sb;
+        const bool present = loc == LOC_INSIDE && stat(real, &sb) == 0 && S_ISREG(sb.st_mode);
+        free(real);
+        if (loc == LOC_OUTSIDE) return outside(r, name, "model_index.json");
+        if (present) return classify_diffusers(r, name, dir, out);
+    }
     char **files;
     size_t n;
     kiln_status st = read_folder(dir, &files, &n);

@@ -14,6 +14,8 @@
  *  - NAME.bin, a llama2.c checkpoint (header probed, length checked; a llama2.c
  *    tokenizer is not one), with DIR/tokenizer.bin as its tokenizer if present -> "llama2c"
  *  - a folder NAME holding
+ *      model_index.json (a diffusers Stable Diffusion pipeline; every entry of
+ *      its text_encoder/, unet/, vae/, tokenizer/, scheduler/ must stay inside)  -> "diffusers"
  *      config.json + *.safetensors or model.safetensors.index.json   -> "safetensors"
  *      else exactly one GGUF file                                     -> "gguf"
  *      else one llama2.c checkpoint (+ a llama2.c tokenizer .bin, tokenizer.bin
@@ -45,7 +47,7 @@ typedef struct {
     char *path;           /* absolute, realpath'd, inside the models dir: the model file, or the
                            * folder of a safetensors model */
     char *tokenizer_path; /* absolute path of a separate tokenizer file (llama2.c tokenizer .bin), or NULL */
-    const char *format;   /* static string: "gguf", "llama2c" or "safetensors" */
+    const char *format;   /* static string: "gguf", "llama2c", "safetensors" or "diffusers" */
     int64_t bytes;        /* total size of the weight files (for the memory budget) */
 } kiln_model_entry;
 

@@ -5,7 +5,8 @@
  * so a job that crashes the process again and again is failed after max_attempts
  * instead of looping. Text generation reports every token to the job (progress,
  * ETA, text deltas) and checks the cancel flag there, so a cancel takes effect
- * within one token.
+ * within one token; embedding jobs run in worker_embed.c, image jobs in
+ * worker_image.c (a cancel takes effect at the next denoising step).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +71,7 @@ void *kiln_engine_worker_main(void *arg) {
         if (ok) {
             pthread_mutex_unlock(&e->mu);
             if (embed) kiln_engine_run_embed(e, group, ok);
+            else if (j->rec.kind == KILN_JOB_IMAGE) kiln_engine_run_image(e, j);
             else kiln_engine_run_text(e, j);
             pthread_mutex_lock(&e->mu);
         }

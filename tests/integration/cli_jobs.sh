@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `kiln run PROGRAM PROMPT` (a preset, locally) and `kiln jobs list|show|wait|cancel`
-# against a running server.
+# `kiln run PROGRAM PROMPT` (a preset, locally: text, and an image program on a
+# random sd-tiny model) and `kiln jobs list|show|wait|cancel` against a running server.
 set -uo pipefail
 dir=${KILN_SHARED:-../shared}/models
 [ -f "$dir/stories260K/stories260K.bin" ] || { echo "SKIP: $dir/stories260K missing"; exit 77; }
@@ -27,6 +27,25 @@ check "kiln run: the error names it" grep -q "no program named 'nope'" "$tmp/run
 echo '{"programs": {"a": {"model": "stories260K", "temprature": 1}}}' >"$tmp/bad.json"
 "$kiln" run a "x" --config "$tmp/bad.json" --models "$dir" >/dev/null 2>"$tmp/run3.err"
 check "kiln run: a bad config names the key" grep -q "unknown key 'temprature'" "$tmp/run3.err"
+
+# kiln run: an image program stores its PNGs under --data and prints one line per image
+mkdir -p "$tmp/img-models"
+"$kiln" quantize --random sd-tiny "$tmp/img-models/sd" f16 -q
+echo '{"programs": {"pic": {"kind": "image", "model": "sd", "template": "{prompt}, detailed", "steps": 2, "n": 2}}}' \
+  >"$tmp/img.json"
+"$kiln" run pic "a cat" --config "$tmp/img.json" --models "$tmp/img-models" --data "$tmp/img-data" -s 8 -q \
+  >"$tmp/img.out" 2>"$tmp/img.err"
+check "kiln run image program: exit 0" test $? -eq 0
+check "kiln run image program: seeds 8 and 9, files under --data" python3 -c '
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+assert [l["seed"] for l in lines] == [8, 9], lines
+for l in lines:
+    d = open(l["file"], "rb").read()
+    assert d[:8] == b"\x89PNG\r\n\x1a\n" and b"a cat, detailed" in d, l
+' "$tmp/img.out"
+"$kiln" run pic "a cat" --config "$tmp/img.json" --models "$tmp/img-models" >/dev/null 2>"$tmp/img2.err"
+check "kiln run image program without --data: refused, saying why" grep -q "give --data DIR" "$tmp/img2.err"
 
 # kiln jobs against a server
 start_kiln_serve --models "$dir" --data "$tmp/data" --config "$tmp/kiln.json"

@@ -75,7 +75,9 @@ static void test_basics(void) {
           KILN_ERR_INVALID_ARG);
     CHECK(submit(e, "{\"model\": \"nope\", \"params\": {\"prompt\": \"x\"}}", NULL, &r) == KILN_ERR_NOT_FOUND);
     CHECK(submit(e, "{\"kind\": \"image\", \"model\": \"stories260K\", \"params\": {\"prompt\": \"x\"}}", NULL,
-                 &r) == KILN_ERR_UNSUPPORTED);
+                 &r) == KILN_ERR_INVALID_ARG);
+    CHECK(strstr(kiln_last_error(), "not an image model") != NULL);
+    CHECK(submit(e, "{\"kind\": \"train\", \"model\": \"stories260K\"}", NULL, &r) == KILN_ERR_UNSUPPORTED);
     CHECK(submit(e, "{\"model\": \"stories260K\", \"params\": {\"prompt\": \"x\", \"steps\": 3}}", NULL, &r) ==
           KILN_ERR_INVALID_ARG);
     CHECK(submit(e, "{\"model\": \"stories260K\"}", NULL, &r) == KILN_ERR_INVALID_ARG);

@@ -183,6 +183,41 @@ static void build_fixture(void) {
     mk("models/evilgg"); /* GGUF folder whose only file leads out */
     link_to("/etc/passwd", "models/evilgg/a.gguf");
 
+    /* a diffusers folder; an fp16 twin beside a plain file is not counted */
+    mk("models/sd");
+    {
+        static const char idx[] = "{\"_class_name\": \"StableDiffusionPipeline\"}";
+        put("models/sd/model_index.json", idx, strlen(idx));
+    }
+    {
+        static const float w[4] = {1, 2, 3, 4};
+        static const char *const parts[] = {"unet", "vae", "text_encoder", "tokenizer", "scheduler"};
+        char p[2048], rel[64];
+        for (size_t i = 0; i < 5; i++) {
+            snprintf(rel, sizeof rel, "models/sd/%s", parts[i]);
+            mk(rel);
+        }
+        const char *hdr = "{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}";
+        snprintf(p, sizeof p, "%s/models/sd/unet/diffusion_pytorch_model.safetensors", g_base);
+        kiln_test_write_safetensors(p, hdr, w, sizeof w);
+        snprintf(p, sizeof p, "%s/models/sd/unet/diffusion_pytorch_model.fp16.safetensors", g_base);
+        kiln_test_write_safetensors(p, hdr, w, sizeof w);
+        snprintf(p, sizeof p, "%s/models/sd/vae/diffusion_pytorch_model.fp16.safetensors", g_base);
+        kiln_test_write_safetensors(p, hdr, w, sizeof w);
+        snprintf(p, sizeof p, "%s/models/sd/text_encoder/model.safetensors", g_base);
+        kiln_test_write_safetensors(p, hdr, w, sizeof w);
+        put("models/sd/tokenizer/vocab.json", "{}", 2);
+    }
+    mk("models/evilsd"); /* diffusers folder whose unet/ leads out */
+    put("models/evilsd/model_index.json", "{}", 2);
+    link_to("../../outside", "models/evilsd/unet");
+    mk("models/evilsd2"); /* ... whose VAE weights lead out */
+    put("models/evilsd2/model_index.json", "{}", 2);
+    mk("models/evilsd2/vae");
+    link_to("../../../outside/model.safetensors", "models/evilsd2/vae/diffusion_pytorch_model.safetensors");
+    mk("models/evilsd3"); /* ... whose model_index.json leads out */
+    link_to("../../outside/config.json", "models/evilsd3/model_index.json");
+
     /* not models */
     put_gguf("models/.hidden.gguf");
     mk("models/.cache");
@@ -281,6 +316,7 @@ static void test_list(kiln_registry *r) {
         {"hflink", "safetensors", "/hf"},
         {"l2c", "llama2c", "/l2c/ckpt.bin"},
         {"link", "gguf", "/tiny.gguf"},
+        {"sd", "diffusers", "/sd"},
         {"story", "llama2c", "/story.bin"},
         {"sub", "gguf", "/tiny.gguf"},
         {"tiny", "gguf", "/tiny.gguf"},
@@ -407,6 +443,16 @@ static void test_traversal(kiln_registry *r) {
     check_refused(r, "evilw", KILN_ERR_INVALID_ARG, "its file 'model.safetensors' leads outside");
     check_refused(r, "evilgg", KILN_ERR_INVALID_ARG, "its file 'a.gguf' leads outside");
     check_refused(r, "eviltok", KILN_ERR_INVALID_ARG, "its file 'tokenizer.bin' leads outside");
+    check_refused(r, "evilsd", KILN_ERR_INVALID_ARG, "its file 'unet' leads outside");
+    check_refused(r, "evilsd2", KILN_ERR_INVALID_ARG,
+                  "its file 'vae/diffusion_pytorch_model.safetensors' leads outside");
+    check_refused(r, "evilsd3", KILN_ERR_INVALID_ARG, "its file 'model_index.json' leads outside");
+    /* a diffusers folder: the weights of the parts, each counted once */
+    CHECK_OK(kiln_registry_resolve(r, "sd", &e));
+    const int64_t one = 8 + (int64_t)strlen("{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}") + 16;
+    CHECK_MSG(e.format && !strcmp(e.format, "diffusers") && e.bytes == 3 * one, "%s %lld (want %lld)",
+              e.format ? e.format : "-", (long long)e.bytes, (long long)(3 * one));
+    kiln_model_entry_clear(&e);
 }
 
 static void test_aliases(kiln_registry *r) {
@@ -455,13 +501,14 @@ static void test_aliases(kiln_registry *r) {
     kiln_model_entry *l;
     size_t n;
     CHECK_OK(kiln_registry_list(r, &l, &n));
-    CHECK(n == 11);
-    const char *order[] = {"chat", "default", "ggdir", "gpt-4o", "hf", "hflink", "l2c", "link", "story", "sub", "tiny"};
-    for (size_t i = 0; i < n && i < 11; i++) {
+    CHECK(n == 12);
+    const char *order[] = {"chat", "default", "ggdir", "gpt-4o", "hf", "hflink", "l2c", "link", "sd", "story", "sub",
+                           "tiny"};
+    for (size_t i = 0; i < n && i < 12; i++) {
         CHECK_MSG(!strcmp(l[i].name, order[i]), "entry %zu is %s", i, l[i].name);
         CHECK(inside_root(l[i].path));
     }
-    if (n == 11) CHECK(l[3].alias_of && !strcmp(l[3].alias_of, "hf") && !strcmp(l[3].format, "safetensors"));
+    if (n == 12) CHECK(l[3].alias_of && !strcmp(l[3].alias_of, "hf") && !strcmp(l[3].format, "safetensors"));
     kiln_model_entries_free(l, n);
 
     /* an alias whose model went away is no longer listed, and says why */
@@ -471,7 +518,7 @@ static void test_aliases(kiln_registry *r) {
     CHECK(rename(p, q) == 0);
     check_refused(r, "chat", KILN_ERR_NOT_FOUND, "alias 'chat': no model named 'tiny'");
     CHECK_OK(kiln_registry_list(r, &l, &n));
-    CHECK(n == 7); /* chat, link and sub followed tiny.gguf away */
+    CHECK(n == 8); /* chat, link and sub followed tiny.gguf away */
     kiln_model_entries_free(l, n);
     CHECK(rename(q, p) == 0);
 }

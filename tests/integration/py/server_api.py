@@ -184,7 +184,10 @@ t.check("hostile job id 404", st in (400, 404), body)
 st, _, body = srv.request("POST", "/v1/jobs", {"model": "stories260K", "params": {"prompt": "x"}, "color": 1})
 t.check("unknown request key 400", st == 400 and "color" in err_msg(body), body)
 st, _, body = srv.request("POST", "/v1/jobs", {"kind": "image", "model": "stories260K", "params": {"prompt": "x"}})
-t.check("image kind: clear not-available error", st == 400 and "not available" in err_msg(body), body)
+t.check("image kind on a language model: 400 naming the model's kind", st == 400 and
+        "not an image model" in err_msg(body), body)
+st, _, body = srv.request("POST", "/v1/jobs", {"kind": "train", "model": "stories260K"})
+t.check("train kind: clear not-available error", st == 400 and "not available" in err_msg(body), body)
 
 # idempotency
 k = {"Idempotency-Key": f"key-{os.getpid()}"}

@@ -2,7 +2,8 @@
 generating, then restarted on the same data directory. The interrupted job runs again
 and completes (same seed, so the same text a clean run gives); jobs completed before
 the kill keep their results byte for byte; queued jobs are not lost. A job whose runs
-keep being killed is failed with a clear reason after --max-attempts (3) starts.
+keep being killed is failed with a clear reason after --max-attempts (3) starts. An
+image job killed between steps runs again to the images a clean run gives.
 """
 import json
 import os
@@ -97,5 +98,41 @@ st, _, d = srv.request("GET", f"/v1/jobs/{doomed['id']}")
 t.check("after 3 interrupted attempts the job fails with a clear reason",
         d["state"] == "failed" and "stopped while this job was running" in d.get("error", ""), d)
 t.check("clean shutdown", srv.stop() == 0)
+
+# an image job killed in mid-generation runs again after the restart, with the seed it
+# drew at submit, to the images an uninterrupted run gives; nothing partial is left
+img_models = os.path.join(root, "img-models")
+os.makedirs(img_models)
+subprocess.run([KILN, "quantize", "--random", "sd-tiny", os.path.join(img_models, "sd"), "f16"], check=True,
+               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+data = os.path.join(root, "data-img")
+srv = Server(data, "--threads", "1", models=img_models)
+params = {"prompt": "a harbour at night", "steps": 40, "size": "128x128", "n": 2}
+st, _, img_job = srv.request("POST", "/v1/jobs", {"kind": "image", "model": "sd", "params": params})
+caught = False
+for e, d in srv.sse("GET", f"/v1/jobs/{img_job['id']}/events"):
+    if e == "progress" and json.loads(d)["step"] >= 2:
+        srv.kill9()
+        caught = True
+        break
+out_dir = os.path.join(data, "outputs", img_job["id"])
+t.check("image job killed in mid-generation, no image stored", caught and not (
+    os.path.isdir(out_dir) and any(f.endswith(".png") for f in os.listdir(out_dir))))
+srv = Server(data, "--threads", "1", models=img_models)
+j = wait_final(srv, img_job["id"], 120)
+t.check("the interrupted image job completes after the restart", j and j["state"] == "completed" and
+        j["attempts"] == 2 and len(j["result"]["images"]) == 2, j)
+seed = img_job["params"]["seed"]
+st, _, clean = srv.request("POST", "/v1/jobs", {"kind": "image", "model": "sd", "params": dict(params, seed=seed)})
+clean = wait_final(srv, clean["id"], 120)
+
+
+def pngs(job):
+    return [open(os.path.join(data, img["file"]), "rb").read() for img in job["result"]["images"]]
+
+
+t.check("its images equal a clean run's with the recorded seed (seeds s, s+1)", j and clean and
+        pngs(j) == pngs(clean) and [i["seed"] for i in j["result"]["images"]] == [seed, seed + 1])
+t.check("clean shutdown (images)", srv.stop() == 0)
 shutil.rmtree(root, ignore_errors=True)
 t.end()
