@@ -150,7 +150,9 @@ MHD_Result_t kiln_http_job_failed(struct MHD_Connection *c, http_req *r, const k
     const cJSON *status = cJSON_GetObjectItemCaseSensitive(done->result, "status");
     int code = 500;
     if (done->state == KILN_JOB_CANCELLED) code = 409;
-    else if (cJSON_IsString(status) && !strcmp(status->valuestring, "ERR_CAPACITY")) code = 507;
+    else if (cJSON_IsString(status) &&
+             (!strcmp(status->valuestring, "ERR_CAPACITY") || !strcmp(status->valuestring, "ERR_NOMEM")))
+        code = 507;
     else if (cJSON_IsString(status) && (!strcmp(status->valuestring, "ERR_CONTEXT_FULL") ||
                                         !strcmp(status->valuestring, "ERR_INVALID_ARG") ||
                                         !strcmp(status->valuestring, "ERR_UNSUPPORTED")))

@@ -41,7 +41,23 @@ MHD_Result_t kiln_http_text(struct MHD_Connection *c, http_req *r, int status, c
     return queue(c, r, status, resp);
 }
 
+MHD_Result_t kiln_http_bytes(struct MHD_Connection *c, http_req *r, int status, const char *type, uint8_t *data,
+                             size_t len) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(data);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", type);
+    return queue(c, r, status, resp);
+}
+
 MHD_Result_t kiln_http_json(struct MHD_Connection *c, http_req *r, int status, const cJSON *body) {
+    return kiln_http_json_header(c, r, status, body, NULL, NULL);
+}
+
+MHD_Result_t kiln_http_json_header(struct MHD_Connection *c, http_req *r, int status, const cJSON *body,
+                                   const char *header, const char *value) {
     char *text = body ? cJSON_PrintUnformatted(body) : NULL;
     if (!text) return kiln_http_text(c, r, 500, "application/json", "{\"error\":{\"message\":\"out of memory\"}}", 38);
     size_t len = strlen(text);
@@ -52,6 +68,7 @@ MHD_Result_t kiln_http_json(struct MHD_Connection *c, http_req *r, int status, c
         return MHD_NO;
     }
     MHD_add_response_header(resp, "Content-Type", "application/json");
+    if (header && value) MHD_add_response_header(resp, header, value);
     return queue(c, r, status, resp);
 }
 
@@ -255,7 +272,8 @@ static bool authorized(kiln_server *s, struct MHD_Connection *c) {
 
 static const char *route_name(const char *url) {
     static const char *const fixed[] = {"/health", "/metrics", "/v1/models", "/v1/programs", "/v1/completions",
-                                        "/v1/chat/completions", "/v1/embeddings", "/v1/jobs", NULL};
+                                        "/v1/chat/completions", "/v1/embeddings", "/v1/images/generations",
+                                        "/v1/jobs", NULL};
     for (const char *const *f = fixed; *f; f++)
         if (!strcmp(url, *f)) return *f;
     if (!strncmp(url, "/v1/jobs/", 9)) {
@@ -264,6 +282,7 @@ static const char *route_name(const char *url) {
         if (!strcmp(rest, "/events")) return "/v1/jobs/{id}/events";
         if (!strcmp(rest, "/ws")) return "/v1/jobs/{id}/ws";
     }
+    if (!strncmp(url, "/v1/outputs/", 12)) return "/v1/outputs/{id}/{file}";
     return "other";
 }
 
@@ -282,6 +301,9 @@ static MHD_Result_t dispatch(struct MHD_Connection *c, http_req *r, const char *
         return post ? kiln_route_completions(c, r, true) : kiln_http_error(c, r, 405, "use POST");
     if (!strcmp(url, "/v1/embeddings"))
         return post ? kiln_route_embeddings(c, r) : kiln_http_error(c, r, 405, "use POST");
+    if (!strcmp(url, "/v1/images/generations"))
+        return post ? kiln_route_images(c, r) : kiln_http_error(c, r, 405, "use POST");
+    if (!strncmp(url, "/v1/outputs/", 12)) return kiln_route_outputs(c, r, method, url);
     if (!strcmp(url, "/v1/jobs") || !strncmp(url, "/v1/jobs/", 9)) return kiln_route_jobs(c, r, method, url);
     return kiln_http_error(c, r, 404, "no route %s %s", method, url);
 }
@@ -337,6 +359,30 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     kiln_buf_free(&r->body);
     free(r);
     *con_cls = NULL;
+}
+
+static int hex_value(char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Decodes %HH in the path and arguments as libmicrohttpd does, except %00: a NUL would
+ * silently cut the string a handler reads ("0.png%00.txt" read as "0.png"), so it stays
+ * as the three characters it was, which no route accepts. */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
+    (void)cls;
+    (void)c;
+    char *w = s;
+    for (const char *r = s; *r;) {
+        int hi, lo;
+        if (r[0] == '%' && (hi = hex_value(r[1])) >= 0 && (lo = hex_value(r[2])) >= 0 && (hi | lo)) {
+            *w++ = (char)(hi * 16 + lo);
+            r += 3;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = 0;
+    return (size_t)(w - s);
 }
 
 static void on_log(void *cls, const char *fmt, va_list ap) {
@@ -403,7 +449,7 @@ kiln_status kiln_server_start(kiln_engine *e, const kiln_server_options *opt, ki
         goto fail;
     }
     s->daemon = MHD_start_daemon(flags, (uint16_t)s->opt.port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
-                                 on_log, s, MHD_OPTION_SOCK_ADDR, addr,
+                                 on_log, s, MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_UNESCAPE_CALLBACK, unescape, s,
                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_LIMIT,
                                  (unsigned)s->opt.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
                                  (unsigned)s->opt.idle_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 << 10),

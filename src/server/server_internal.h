@@ -49,6 +49,12 @@ typedef struct {
 
 /* Responses. Each queues the response on the connection and records the status. */
 MHD_Result_t kiln_http_json(struct MHD_Connection *c, http_req *r, int status, const cJSON *body);
+/* The same with one extra header (header NULL: none). */
+MHD_Result_t kiln_http_json_header(struct MHD_Connection *c, http_req *r, int status, const cJSON *body,
+                                   const char *header, const char *value);
+/* A body of len bytes of type; takes data (malloc'd) in every case. */
+MHD_Result_t kiln_http_bytes(struct MHD_Connection *c, http_req *r, int status, const char *type, uint8_t *data,
+                             size_t len);
 MHD_Result_t kiln_http_text(struct MHD_Connection *c, http_req *r, int status, const char *type, const char *text,
                             size_t len);
 /* OpenAI-style error body {"error": {"message", "type", "param", "code"}}. */
@@ -65,8 +71,11 @@ MHD_Result_t kiln_route_models(struct MHD_Connection *c, http_req *r);
 MHD_Result_t kiln_route_completions(struct MHD_Connection *c, http_req *r, bool chat);
 /* POST /v1/embeddings (routes_embed.c). */
 MHD_Result_t kiln_route_embeddings(struct MHD_Connection *c, http_req *r);
-/* The error response for a job that did not complete (cancelled 409, capacity 507, bad
- * input 400, else 500), naming the job and why. */
+/* POST /v1/images/generations and GET /v1/outputs/{job}/{file} (routes_image.c). */
+MHD_Result_t kiln_route_images(struct MHD_Connection *c, http_req *r);
+MHD_Result_t kiln_route_outputs(struct MHD_Connection *c, http_req *r, const char *method, const char *url);
+/* The error response for a job that did not complete (cancelled 409, capacity or
+ * memory 507, bad input 400, else 500), naming the job and why. */
 MHD_Result_t kiln_http_job_failed(struct MHD_Connection *c, http_req *r, const kiln_job_rec *done);
 /* routes_jobs.c */
 MHD_Result_t kiln_route_jobs(struct MHD_Connection *c, http_req *r, const char *method, const char *url);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The official `openai` npm client, installed from the npm registry, against
-# `kiln serve` running stories260K: streamed and non-streamed chat completions.
+# `kiln serve` running stories260K: streamed and non-streamed chat completions; and
+# images.generate on a random-weight sd-tiny model (b64_json and url).
 # Skips (77) when node/npm are missing or the registry cannot be reached.
 set -uo pipefail
 dir=${KILN_SHARED:-../shared}/models
@@ -21,7 +22,11 @@ if [ ! -f "$npmdir/node_modules/openai/package.json" ]; then
 fi
 echo "openai client $(node -p "require('$npmdir/node_modules/openai/package.json').version")"
 
-start_kiln_serve --models "$dir" --data "$tmp/data" --api-key test-key
+# the models: stories260K and a random-weight Stable Diffusion model for images.generate
+mkdir -p "$tmp/models"
+cp -r "$dir/stories260K" "$tmp/models/"
+"$kiln" quantize --random sd-tiny "$tmp/models/sd" f16 -q || { echo "FAIL: cannot write sd-tiny"; exit 1; }
+start_kiln_serve --models "$tmp/models" --data "$tmp/data" --api-key test-key
 # The script imports "openai": run it from a copy inside the install's folder so Node
 # resolves the package there.
 cp "$src/js/openai_client.mjs" "$npmdir/"
