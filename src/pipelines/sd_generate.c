@@ -89,6 +89,7 @@ static kiln_status resolve(const kiln_sd *m, const kiln_sd_params *in, resolved 
 
 static size_t vae_decode_bytes(const kiln_vae_config *c, int H, int W) {
     double b = 0;
+    if (H > 1024 || W > 1024) H = W = 512; /* decoded in tiles (sd_tiles.c) */
     for (int i = 0; i < c->n_blocks; i++) { /* the decoder at each resolution: about 4 live maps */
         double px = (double)(H >> i) * (double)(W >> i);
         b = fmax(b, px * c->channels[i] * 4.0 * 4);
@@ -259,7 +260,11 @@ static kiln_status decode(gen *g, kiln_sd_image *out) {
     for (int b = 0; b < g->B && !st; b++) {
         float *z = g->lat + b * g->per;
         for (int64_t k = 0; k < g->per; k++) z[k] = z[k] / vc->scaling_factor + vc->shift_factor;
-        if ((st = kiln_vae_decode(m->vae, z, g->h, g->w, img, NULL, NULL))) break;
+        /* past 1024 pixels a side the decode goes in tiles (sd_tiles.c), whose memory is a
+         * 512-pixel decode's; below, at once, which is what diffusers does by default */
+        st = (H > 1024 || W > 1024) ? kiln_sd_decode_tiled(m, z, g->h, g->w, img)
+                                    : kiln_vae_decode(m->vae, z, g->h, g->w, img, NULL, NULL);
+        if (st) break;
         out[b].width = W;
         out[b].height = H;
         out[b].seed = g->r.p.seed + (uint64_t)b;

@@ -10,6 +10,7 @@
 #include "formats/safetensors.h"
 #include "kiln.h"
 #include "models/clip_text.h"
+#include "models/sd_single.h"
 #include "models/unet.h"
 #include "models/vae.h"
 #include "pipelines/sd_sched.h"
@@ -18,6 +19,8 @@
 struct kiln_sd {
     char *path, *name;              /* as given; its last component (for the metadata) */
     kiln_safetensors *st[3];        /* the files the weights live in (NULL when shared) */
+    kiln_sd_single single;          /* a single file's UNet and VAE under diffusers' names */
+    bool is_single;
     kiln_clip_tok *tok;
     kiln_clip_text *clip;
     kiln_unet *unet;
@@ -37,6 +40,10 @@ struct kiln_sd {
 /* The text states of a prompt (A1111 weights applied), *n_tokens = 77 x chunks;
  * *ctx malloc'd (n_tokens, n_embd). */
 kiln_status kiln_sd_condition(kiln_sd *m, const char *prompt, int skip, float **ctx, int *n_tokens);
+
+/* The VAE decode in overlapping 64-latent tiles (sd_tiles.c): z (h, w, latent
+ * channels) -> img (8h, 8w, 3), for images too large to decode at once. */
+kiln_status kiln_sd_decode_tiled(kiln_sd *m, const float *z, int h, int w, float *img);
 
 /* Fits the preview projection from the model's own VAE (once). */
 kiln_status kiln_sd_preview_fit(kiln_sd *m);

@@ -139,6 +139,51 @@ static kiln_status load_folder(kiln_sd *m, const char *dir) {
     return KILN_OK;
 }
 
+/* The CLIP vocabulary a single file lacks: OpenAI's merges .gz, or a folder with
+ * Hugging Face's vocab.json and merges.txt. */
+static kiln_status load_vocab(kiln_sd *m, const char *vocab) {
+    if (!vocab || !vocab[0]) vocab = getenv("KILN_CLIP_VOCAB");
+    if (!vocab || !vocab[0])
+        return kiln_fail(KILN_ERR_INVALID_ARG, "%s: a single-file checkpoint has no tokenizer: give the CLIP "
+                         "vocabulary (bpe_simple_vocab_16e6.txt.gz, or a tokenizer folder) with --clip-vocab or "
+                         "KILN_CLIP_VOCAB", m->path);
+    struct stat sb;
+    if (stat(vocab, &sb) != 0) return kiln_fail(KILN_ERR_NOT_FOUND, "%s: no such CLIP vocabulary", vocab);
+    if (!S_ISDIR(sb.st_mode)) return kiln_clip_tok_from_merges_gz(vocab, &m->tok);
+    char v[4096], mg[4096];
+    snprintf(v, sizeof v, "%s/vocab.json", vocab);
+    snprintf(mg, sizeof mg, "%s/merges.txt", vocab);
+    return kiln_clip_tok_from_hf(v, mg, &m->tok);
+}
+
+/* A single-file checkpoint (SD 1.x / 2.x with the original LDM names): the parts are
+ * split by models/sd_single.c; the config is read from the shapes and the scheduler
+ * is SD's (no scheduler config in the file). */
+static kiln_status load_single(kiln_sd *m, const char *path, const char *vocab) {
+    kiln_status st = kiln_safetensors_open(path, &m->st[0]);
+    if (st) return st;
+    const kiln_weight_list *w = kiln_safetensors_weights(m->st[0]);
+    if (!kiln_sd_single_is(w))
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: not a Stable Diffusion checkpoint (no model.diffusion_model.*)", path);
+    m->is_single = true; /* freed with m even when the split fails halfway */
+    if ((st = kiln_sd_single_split(w, path, &m->single))) return st;
+    const kiln_sd_single *s = &m->single;
+    if (!s->text_prefix) return kiln_fail(KILN_ERR_FORMAT, "%s: the file has no text encoder (cond_stage_model.*)", path);
+    if (!s->has_vae) return kiln_fail(KILN_ERR_FORMAT, "%s: the file has no VAE (first_stage_model.*)", path);
+    if (s->inpainting) return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: inpainting models are not supported yet", path);
+    if ((st = load_vocab(m, vocab))) return st;
+    const bool sd2 = s->family == KILN_SD_FAMILY_SD2;
+    m->pad_id = sd2 ? 0 : kiln_clip_tok_eos(m->tok); /* OpenCLIP pads with "!" (id 0), OpenAI's with the end token */
+    if ((st = kiln_clip_text_create(w, s->text_prefix, s->text_names, NULL, path, m->pool, &m->clip)) ||
+        (st = kiln_unet_create(&s->unet, "", &s->unet_config, m->bf16, path, m->pool, &m->unet)) ||
+        (st = kiln_vae_create(&s->vae, "", &s->vae_config, !s->has_vae_encoder, m->bf16, path, m->pool, &m->vae)))
+        return st;
+    m->family = sd2 ? "sd2" : "sd1";
+    /* SD 2.x conditions on OpenCLIP's penultimate layer; its single files keep all 24 */
+    m->default_skip = sd2 ? 2 : 1;
+    return KILN_OK;
+}
+
 /* The prediction type the scheduler config names (epsilon when none). */
 static kiln_status read_prediction(kiln_sd *m) {
     m->prediction = KILN_PRED_EPSILON;
@@ -152,6 +197,15 @@ static kiln_status read_prediction(kiln_sd *m) {
 
 bool kiln_sd_supports(const char *path) {
     if (!path) return false;
+    const size_t n = strlen(path);
+    struct stat sb;
+    if (n > 12 && !strcmp(path + n - 12, ".safetensors") && stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        kiln_safetensors *st = NULL;
+        if (kiln_safetensors_open(path, &st) != KILN_OK) return false;
+        bool yes = kiln_sd_single_is(kiln_safetensors_weights(st));
+        kiln_safetensors_close(st);
+        return yes;
+    }
     char p[4096];
     snprintf(p, sizeof p, "%s/model_index.json", path);
     char *txt = NULL;
@@ -185,8 +239,7 @@ kiln_status kiln_sd_load(const kiln_sd_options *opt, kiln_sd **out) {
         if (S_ISDIR(sb.st_mode))
             st = load_folder(m, opt->path);
         else
-            st = kiln_fail(KILN_ERR_UNSUPPORTED, "%s: single-file checkpoints are not supported yet (a diffusers "
-                           "folder is)", opt->path);
+            st = load_single(m, opt->path, opt->clip_vocab);
     }
     if (!st) st = read_prediction(m);
     if (!st && opt->prediction) {
@@ -212,6 +265,7 @@ void kiln_sd_free(kiln_sd *m) {
     kiln_unet_free(m->unet);
     kiln_vae_free(m->vae);
     kiln_clip_tok_free(m->tok);
+    if (m->is_single) kiln_sd_single_free(&m->single);
     for (int i = 0; i < 3; i++) kiln_safetensors_close(m->st[i]);
     kiln_pool_free(m->pool);
     free(m->sched_json);

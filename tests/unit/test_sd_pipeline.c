@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 #include "files.h"
+#include "golden.h"
 #include "kiln.h"
+#include "pipelines/sd_internal.h"
 #include "test.h"
 
 typedef struct {
@@ -148,6 +150,37 @@ static void refused(kiln_sd *m) {
     CHECK(kiln_sd_generate(m, &p, &img) == KILN_ERR_INVALID_ARG && strstr(kiln_last_error(), "clip skip"));
 }
 
+/* Tiled decode: one tile is the plain decode bit for bit; larger latents are covered
+ * completely, deterministically; generate tiles past 1024 pixels a side. */
+static void tiles(kiln_sd *m) {
+    const int sizes[][2] = {{40, 24}, {100, 70}};
+    for (int s = 0; s < 2; s++) {
+        const int h = sizes[s][0], w = sizes[s][1];
+        float *z = malloc(sizeof *z * (size_t)h * w * 4), *a = malloc(sizeof *a * (size_t)h * w * 192);
+        float *b = malloc(sizeof *b * (size_t)h * w * 192);
+        for (int i = 0; i < h * w * 4; i++) z[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+        for (int i = 0; i < h * w * 192; i++) a[i] = b[i] = NAN;
+        CHECK_OK(kiln_sd_decode_tiled(m, z, h, w, a));
+        if (s == 0) {
+            CHECK_OK(kiln_vae_decode(m->vae, z, h, w, b, NULL, NULL));
+        } else {
+            CHECK_OK(kiln_sd_decode_tiled(m, z, h, w, b));
+        }
+        int nan = 0;
+        for (int i = 0; i < h * w * 192; i++) nan += isnan(a[i]);
+        CHECK_MSG(nan == 0, "%dx%d: %d values not written", h, w, nan);
+        CHECK_MSG(!memcmp(a, b, sizeof *a * (size_t)h * w * 192), "%dx%d: tiled decode differs", h, w);
+        free(z), free(a), free(b);
+    }
+    kiln_sd_params p = params();
+    p.width = 1088;
+    p.steps = 2;
+    kiln_sd_image img = {0};
+    CHECK_OK(kiln_sd_generate(m, &p, &img));
+    CHECK(img.width == 1088 && img.height == 64 && img.rgb);
+    kiln_sd_image_clear(&img);
+}
+
 int main(void) {
     char dir[2048], name[64];
     snprintf(name, sizeof name, "sd_pipeline_%ld", (long)getpid());
@@ -164,9 +197,28 @@ int main(void) {
         seeds_and_batches(m2);
         progress_and_cancel(m2);
         refused(m2);
+        tiles(m2);
     }
     kiln_sd_free(m1);
     kiln_sd_free(m2);
+    /* single files: not SD, SD with a missing part, and no CLIP vocabulary */
+    char f[2200];
+    snprintf(f, sizeof f, "%s.safetensors", dir);
+    static const float one[4] = {1, 2, 3, 4};
+    kiln_test_tensor t1[] = {{"model.layers.0.weight", 1, {4}, one}};
+    kiln_test_write_tensors(f, t1, 1, "F32");
+    kiln_sd_options so = {.path = f};
+    kiln_sd *sm = NULL;
+    CHECK(!kiln_sd_supports(f));
+    CHECK(kiln_sd_load(&so, &sm) == KILN_ERR_UNSUPPORTED && !sm && strstr(kiln_last_error(), "not a Stable Diffusion"));
+    kiln_test_tensor t2[] = {{"model.diffusion_model.input_blocks.0.0.weight", 1, {4}, one},
+                             {"cond_stage_model.transformer.text_model.final_layer_norm.weight", 1, {4}, one}};
+    kiln_test_write_tensors(f, t2, 2, "F32");
+    CHECK(kiln_sd_supports(f));
+    kiln_status st = kiln_sd_load(&so, &sm);
+    CHECK_MSG(st == KILN_ERR_FORMAT && !sm && strstr(kiln_last_error(), "model.diffusion_model"), "%s: %s",
+              kiln_status_name(st), kiln_last_error());
+    unlink(f);
     kiln_sd_options bad = {.path = "/nonexistent/model"};
     kiln_sd *m = NULL;
     CHECK(kiln_sd_load(&bad, &m) == KILN_ERR_NOT_FOUND && !m);
