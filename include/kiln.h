@@ -230,9 +230,9 @@ typedef struct {
                                 or a folder with vocab.json + merges.txt; NULL: $KILN_CLIP_VOCAB */
     const char *prediction;  /* NULL: the scheduler config's (else "epsilon");
                                 "epsilon" or "v_prediction" override it */
-    const char *precision;   /* arithmetic of the UNet and VAE: "f32", or "bf16" (about twice as
-                                fast on CPUs with AVX512_BF16, bf16 rounding); NULL: bf16 where
-                                the CPU has it, else f32 */
+    const char *precision;   /* arithmetic of the UNet: "f32", or "bf16" (about twice as fast on
+                                CPUs with AVX512_BF16, bf16 rounding); NULL: bf16 where the CPU
+                                has it, else f32. The VAE always runs f32 */
     int n_threads;           /* 0: all cores */
 } kiln_sd_options;
 

@@ -126,7 +126,7 @@ static kiln_status load_folder(kiln_sd *m, const char *dir) {
     st = kiln_vae_config_json(txt, what, &vc);
     free(txt);
     if (st || (st = open_weights(dir, "vae", "diffusion_pytorch_model", &m->st[2])) ||
-        (st = kiln_vae_create(kiln_safetensors_weights(m->st[2]), "", &vc, false, m->bf16, kiln_safetensors_file(m->st[2], 0),
+        (st = kiln_vae_create(kiln_safetensors_weights(m->st[2]), "", &vc, false, false, kiln_safetensors_file(m->st[2], 0),
                               m->pool, &m->vae)))
         return st;
     if (vc.latent_channels != uc.in_channels || vc.latent_channels != uc.out_channels)
@@ -176,7 +176,7 @@ static kiln_status load_single(kiln_sd *m, const char *path, const char *vocab) 
     m->pad_id = sd2 ? 0 : kiln_clip_tok_eos(m->tok); /* OpenCLIP pads with "!" (id 0), OpenAI's with the end token */
     if ((st = kiln_clip_text_create(w, s->text_prefix, s->text_names, NULL, path, m->pool, &m->clip)) ||
         (st = kiln_unet_create(&s->unet, "", &s->unet_config, m->bf16, path, m->pool, &m->unet)) ||
-        (st = kiln_vae_create(&s->vae, "", &s->vae_config, !s->has_vae_encoder, m->bf16, path, m->pool, &m->vae)))
+        (st = kiln_vae_create(&s->vae, "", &s->vae_config, !s->has_vae_encoder, false, path, m->pool, &m->vae)))
         return st;
     m->family = sd2 ? "sd2" : "sd1";
     /* SD 2.x conditions on OpenCLIP's penultimate layer; its single files keep all 24 */
