@@ -14,6 +14,7 @@
  * that each write their own rows in a fixed order.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,6 +89,16 @@ kiln_status sd_map_alloc(const sd_ctx *x, sd_map *m, int h, int w, int c) {
 void sd_map_free(sd_map *m) {
     sd_heap_put(m->heap, m->d);
     m->d = NULL;
+}
+
+void sd_trace(sd_trace_fn fn, void *user, const char *stage, int i, const sd_map *m) {
+    if (!fn) return;
+    char name[48];
+    if (i >= 0)
+        snprintf(name, sizeof name, "%s.%d", stage, i);
+    else
+        snprintf(name, sizeof name, "%s", stage);
+    fn(user, name, m->d, m->h, m->w, m->c);
 }
 
 static int64_t pixels(const sd_map *m) { return (int64_t)m->h * m->w; }

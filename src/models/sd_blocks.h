@@ -153,6 +153,11 @@ typedef struct {
     bool bf16;            /* attention products in bf16 (the model's arithmetic) */
 } sd_ctx;
 
+/* Calls fn (if not NULL) with the stage's name ("stage", or "stage.i" for i >= 0) and
+ * the map: the trace hooks of the UNet and VAE forward passes. */
+typedef void (*sd_trace_fn)(void *user, const char *stage, const float *map, int h, int w, int c);
+void sd_trace(sd_trace_fn fn, void *user, const char *stage, int i, const sd_map *m);
+
 /* Allocates a map (not cleared) from x's heap; KILN_ERR_NOMEM naming the size. */
 kiln_status sd_map_alloc(const sd_ctx *x, sd_map *m, int h, int w, int c);
 void sd_map_free(sd_map *m);

@@ -207,15 +207,7 @@ typedef struct {
     void *user;
 } run;
 
-static void trace(run *r, const char *stage, int i, const sd_map *h) {
-    if (!r->trace) return;
-    char name[32];
-    if (i >= 0)
-        snprintf(name, sizeof name, "%s.%d", stage, i);
-    else
-        snprintf(name, sizeof name, "%s", stage);
-    r->trace(r->user, name, h->d, h->h, h->w, h->c);
-}
+static void trace(run *r, const char *stage, int i, const sd_map *h) { sd_trace(r->trace, r->user, stage, i, h); }
 
 /* h = resnet(in) [, then its transformer]; in is kept. */
 static kiln_status layer(run *r, const sd_resnet *res, const sd_transformer *attn, const sd_map *in, sd_map *h) {

@@ -218,15 +218,7 @@ typedef struct {
     void *user;
 } run;
 
-static void trace(const run *r, const char *stage, int i, const sd_map *h) {
-    if (!r->trace) return;
-    char name[32];
-    if (i >= 0)
-        snprintf(name, sizeof name, "%s.%d", stage, i);
-    else
-        snprintf(name, sizeof name, "%s", stage);
-    r->trace(r->user, name, h->d, h->h, h->w, h->c);
-}
+static void trace(const run *r, const char *stage, int i, const sd_map *h) { sd_trace(r->trace, r->user, stage, i, h); }
 
 /* *cur = f(*cur): the old map is freed once the new one exists. */
 #define STEP(call)                                                                                                    \

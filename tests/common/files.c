@@ -70,6 +70,22 @@ char *kiln_test_tmp_dir(char *buf, size_t n, const char *name) {
     return buf;
 }
 
+char *kiln_test_slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *p = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
+        free(p);
+        p = NULL;
+    }
+    if (p) p[n] = 0;
+    fclose(f);
+    return p;
+}
+
 void kiln_test_write_file(const char *path, const void *p, size_t n) {
     FILE *f = fopen(path, "wb");
     if (!f) die(path);

@@ -26,6 +26,9 @@ char *kiln_test_tmp_path(char *buf, size_t n, const char *name);
 /* Creates (or empties) the folder "$KILN_TMP/name", fills buf with its path. */
 char *kiln_test_tmp_dir(char *buf, size_t n, const char *name);
 
+/* The whole file at path, NUL-terminated (malloc'd), or NULL if it cannot be read. */
+char *kiln_test_slurp(const char *path);
+
 /* Writes n bytes to path; aborts the test program on failure. */
 void kiln_test_write_file(const char *path, const void *p, size_t n);
 /* Writes a safetensors file: u64 strlen(json), json, then data[0..n). */

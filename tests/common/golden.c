@@ -4,6 +4,7 @@
 #include "golden.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,50 @@ void kiln_test_hashed(uint64_t seed, int64_t n, double scale, double offset, flo
         double u = (double)(z >> 40) * (1.0 / 16777216.0) - 0.5;
         out[i - 1] = (float)(offset + u * (2.0 * scale));
     }
+}
+
+double kiln_test_rel_err(const float *a, const float *ref, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - ref[i]), r = fabs((double)ref[i]);
+        if (!(e <= num)) num = e; /* NaN counts as the worst error */
+        if (r > den) den = r;
+    }
+    return den > 0 ? num / den : num;
+}
+
+void kiln_test_write_case_tensors(const char *path, const struct cJSON *list, const char *prefix, uint64_t seed,
+                                  const char *dtype, const kiln_test_tensor *extra, int n_extra,
+                                  const char *skip_name, const char *bad_shape) {
+    const int n = cJSON_GetArraySize(list) + n_extra;
+    kiln_test_tensor *t = calloc((size_t)n, sizeof *t);
+    char (*names)[192] = calloc((size_t)n, sizeof *names);
+    float **bufs = calloc((size_t)n, sizeof *bufs);
+    if (!t || !names || !bufs) abort();
+    int k = 0;
+    for (int i = 0; i < n_extra; i++) t[k++] = extra[i];
+    const cJSON *it;
+    cJSON_ArrayForEach(it, list) {
+        const char *name = cJSON_GetArrayItem(it, 0)->valuestring;
+        if (skip_name && !strcmp(name, skip_name)) continue;
+        const cJSON *shape = cJSON_GetArrayItem(it, 1);
+        kiln_test_tensor *x = &t[k];
+        snprintf(names[k], sizeof names[k], "%s%s", prefix ? prefix : "", name);
+        x->name = names[k];
+        x->n_dims = cJSON_GetArraySize(shape);
+        int64_t count = 1;
+        for (int d = 0; d < x->n_dims; d++) count *= (x->shape[d] = cJSON_GetArrayItem(shape, d)->valueint);
+        if (!(bufs[k] = malloc((size_t)count * sizeof(float)))) abort();
+        kiln_test_hashed(kiln_test_fnv1a(names[k]) ^ seed, count, cJSON_GetArrayItem(it, 2)->valuedouble,
+                         cJSON_GetArrayItem(it, 3)->valuedouble, bufs[k]);
+        if (bad_shape && !strcmp(name, bad_shape)) x->shape[0]--;
+        x->data = bufs[k++];
+    }
+    kiln_test_write_tensors(path, t, k, dtype);
+    for (int i = 0; i < n; i++) free(bufs[i]);
+    free(bufs);
+    free(names);
+    free(t);
 }
 
 void kiln_test_write_tensors(const char *path, const kiln_test_tensor *t, int n, const char *dtype) {

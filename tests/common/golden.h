@@ -17,6 +17,9 @@ uint64_t kiln_test_fnv1a(const char *s);
 /* out[i] = offset + scale * u_i, u_i uniform in [-1, 1) from splitmix64(seed + (i+1) * golden) >> 40. */
 void kiln_test_hashed(uint64_t seed, int64_t n, double scale, double offset, float *out);
 
+/* max|a - ref| / max|ref| (a NaN counts as the worst error). */
+double kiln_test_rel_err(const float *a, const float *ref, size_t n);
+
 typedef struct {
     const char *name;
     int n_dims;        /* safetensors shape: row-major, outermost first */
@@ -28,5 +31,15 @@ typedef struct {
  * "BF16" (round to nearest even), the header padded to 8 bytes as safetensors pads
  * it. Aborts the test program on failure. */
 void kiln_test_write_tensors(const char *path, const kiln_test_tensor *t, int n, const char *dtype);
+
+/* Writes the tensors a golden case lists (cJSON array of [name, shape, scale,
+ * offset]) as one safetensors file of dtype, each made by kiln_test_hashed from
+ * (prefix + name, seed) and stored under prefix + name; extra tensors (n_extra, may
+ * be 0) go first. skip_name (or NULL) is left out; bad_shape (or NULL) gets one row
+ * fewer (names without the prefix). Aborts on allocation failure. */
+struct cJSON;
+void kiln_test_write_case_tensors(const char *path, const struct cJSON *list, const char *prefix, uint64_t seed,
+                                  const char *dtype, const kiln_test_tensor *extra, int n_extra,
+                                  const char *skip_name, const char *bad_shape);
 
 #endif

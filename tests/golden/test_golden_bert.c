@@ -294,17 +294,6 @@ out:
 
 /* ---- comparing ---------------------------------------------------------------------- */
 
-/* max|a - ref| / max|ref| */
-static double rel_err(const float *a, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - ref[i]), r = fabs((double)ref[i]);
-        if (!(e <= num)) num = e; /* NaN counts as the worst error */
-        if (r > den) den = r;
-    }
-    return den > 0 ? num / den : num;
-}
-
 static kiln_bert *load(const char *path, int threads) {
     kiln_bert_options o = {.path = path, .n_threads = threads};
     kiln_bert *m = NULL;
@@ -473,14 +462,14 @@ static void run_case(const char *data, const char *name, bool first) {
             size_t n = (size_t)c.lens[i] * (size_t)d;
             float *a = alone + (size_t)off * (size_t)d;
             CHECK_OK(kiln_bert_forward(m, c.ids + off, &c.lens[i], 1, a));
-            double e = rel_err(a, ref, n);
+            double e = kiln_test_rel_err(a, ref, n);
             CHECK_MSG(e <= c.tol, "%s input %d: token states relative error %.3g > %.3g", name, i, e, c.tol);
             ref += n;
             CHECK_OK(kiln_embed_pool(cfg->pooling, a, c.lens[i], d, cfg->normalize, pooled));
-            double ep = rel_err(pooled, ref, (size_t)d);
+            double ep = kiln_test_rel_err(pooled, ref, (size_t)d);
             CHECK_MSG(ep <= c.tol, "%s input %d: pooled relative error %.3g > %.3g", name, i, ep, c.tol);
             ref += d;
-            double eb = rel_err(batch + (size_t)off * (size_t)d, a, n);
+            double eb = kiln_test_rel_err(batch + (size_t)off * (size_t)d, a, n);
             bool same = !memcmp(batch + (size_t)off * (size_t)d, a, n * sizeof *a);
             CHECK_MSG(same, "%s input %d: in a batch %.3g from alone", name, i, eb);
             batch_exact = batch_exact && same;

@@ -65,39 +65,12 @@ static int read_case(const char *dir, clip_case *c) {
     return n == c->n_seq * c->len ? 0 : -1;
 }
 
-/* The case's tensors under their stored names; skip_name (or NULL) is left out and
- * bad_shape (or NULL) gets one row fewer. Extra tensors of other model parts come
- * first in a single file. */
+/* The case's tensors (golden.h); a single file also holds a tensor of another part. */
 static void write_weights(const clip_case *c, const char *path, const char *skip_name, const char *bad_shape) {
-    const cJSON *list = cJSON_GetObjectItemCaseSensitive(c->j, "tensors"), *it;
-    int n = cJSON_GetArraySize(list) + 1, k = 0;
-    kiln_test_tensor *t = calloc((size_t)n, sizeof *t);
-    char (*names)[160] = calloc((size_t)n, sizeof *names);
-    float **bufs = calloc((size_t)n, sizeof *bufs);
-    if (!t || !names || !bufs) abort();
     static const float other[4] = {1, 2, 3, 4};
-    if (!strcmp(c->kind, "single")) t[k++] = (kiln_test_tensor){"model.diffusion_model.out.2.bias", 1, {4}, other};
-    cJSON_ArrayForEach(it, list) {
-        const char *name = cJSON_GetArrayItem(it, 0)->valuestring;
-        const cJSON *shape = cJSON_GetArrayItem(it, 1);
-        snprintf(names[k], sizeof names[k], "%s%s", c->prefix, name);
-        if (skip_name && !strcmp(name, skip_name)) continue;
-        kiln_test_tensor *x = &t[k];
-        x->name = names[k];
-        x->n_dims = cJSON_GetArraySize(shape);
-        int64_t count = 1;
-        for (int d = 0; d < x->n_dims; d++) count *= (x->shape[d] = cJSON_GetArrayItem(shape, d)->valueint);
-        if (!(bufs[k] = malloc((size_t)count * sizeof(float)))) abort();
-        kiln_test_hashed(kiln_test_fnv1a(names[k]) ^ (uint64_t)c->seed, count, cJSON_GetArrayItem(it, 2)->valuedouble,
-                         cJSON_GetArrayItem(it, 3)->valuedouble, bufs[k]);
-        if (bad_shape && !strcmp(name, bad_shape)) x->shape[0]--;
-        x->data = bufs[k++];
-    }
-    kiln_test_write_tensors(path, t, k, c->type);
-    for (int i = 0; i < n; i++) free(bufs[i]);
-    free(bufs);
-    free(names);
-    free(t);
+    const kiln_test_tensor extra = {"model.diffusion_model.out.2.bias", 1, {4}, other};
+    kiln_test_write_case_tensors(path, cJSON_GetObjectItemCaseSensitive(c->j, "tensors"), c->prefix, (uint64_t)c->seed,
+                                 c->type, &extra, !strcmp(c->kind, "single"), skip_name, bad_shape);
 }
 
 static char *config_json(const clip_case *c) {
@@ -110,16 +83,6 @@ static char *config_json(const clip_case *c) {
              "\"bos_token_id\": 0, \"eos_token_id\": %d, \"pad_token_id\": 1, \"projection_dim\": 768}",
              c->hidden, c->layers, c->heads, c->ff, c->vocab, c->positions, c->act, c->eos);
     return s;
-}
-
-static double rel_err(const float *a, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - ref[i]), r = fabs((double)ref[i]);
-        if (!(e <= num)) num = e;
-        if (r > den) den = r;
-    }
-    return den > 0 ? num / den : num;
 }
 
 typedef struct {
@@ -221,7 +184,7 @@ static void run_case(const char *data, const char *name) {
                                             last ? pooled : NULL));
             CHECK_OK(kiln_clip_text_forward(l1.m, c.ids, c.n_seq, c.len, c.skips[k], c.final_norm, h1, NULL));
             exact = exact && !memcmp(h, h1, T * d * sizeof *h);
-            double e = rel_err(h, ref, T * d);
+            double e = kiln_test_rel_err(h, ref, T * d);
             CHECK_MSG(e <= c.tol, "%s skip %d: states relative error %.3g > %.3g", name, c.skips[k], e, c.tol);
             worst = e > worst ? e : worst;
             for (int s = 0; s < c.n_seq; s++) { /* each sequence alone gets its bits in the batch */
@@ -232,7 +195,7 @@ static void run_case(const char *data, const char *name) {
                 if (last) CHECK(!memcmp(pooled1, pooled + (size_t)s * pd, pd * sizeof *pooled1));
             }
         }
-        double ep = rel_err(pooled, ref, (size_t)c.n_seq * pd);
+        double ep = kiln_test_rel_err(pooled, ref, (size_t)c.n_seq * pd);
         CHECK_MSG(ep <= c.tol, "%s: pooled relative error %.3g > %.3g", name, ep, c.tol);
         CHECK_MSG(exact, "%s: 1 and 2 threads differ", name);
         printf("%-18s %-6s %-4s %-8s states %.2e pooled %.2e (tolerance %.0e); threads and batch bit-identical\n",

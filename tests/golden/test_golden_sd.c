@@ -98,42 +98,10 @@ static int input_dim(const sd_case *c, const char *key, int d) {
     return cJSON_GetArrayItem(shape, d)->valueint;
 }
 
-/* The case's tensors; skip_name left out, bad_shape (a name) one output channel short. */
+/* The case's tensors (golden.h); skip_name left out, bad_shape one output channel short. */
 static void write_weights(const sd_case *c, const char *path, const char *skip_name, const char *bad_shape) {
-    const cJSON *list = cJSON_GetObjectItemCaseSensitive(c->j, "tensors"), *it;
-    int n = cJSON_GetArraySize(list), k = 0;
-    kiln_test_tensor *t = calloc((size_t)n, sizeof *t);
-    float **bufs = calloc((size_t)n, sizeof *bufs);
-    if (!t || !bufs) abort();
-    cJSON_ArrayForEach(it, list) {
-        const char *name = cJSON_GetArrayItem(it, 0)->valuestring;
-        if (skip_name && !strcmp(name, skip_name)) continue;
-        const cJSON *shape = cJSON_GetArrayItem(it, 1);
-        kiln_test_tensor *x = &t[k];
-        x->name = name;
-        x->n_dims = cJSON_GetArraySize(shape);
-        int64_t count = 1;
-        for (int d = 0; d < x->n_dims; d++) count *= (x->shape[d] = cJSON_GetArrayItem(shape, d)->valueint);
-        if (!(bufs[k] = malloc((size_t)count * sizeof(float)))) abort();
-        kiln_test_hashed(kiln_test_fnv1a(name) ^ (uint64_t)c->seed, count, cJSON_GetArrayItem(it, 2)->valuedouble,
-                         cJSON_GetArrayItem(it, 3)->valuedouble, bufs[k]);
-        if (bad_shape && !strcmp(name, bad_shape)) x->shape[0]--;
-        x->data = bufs[k++];
-    }
-    kiln_test_write_tensors(path, t, k, c->type);
-    for (int i = 0; i < k; i++) free(bufs[i]);
-    free(bufs);
-    free(t);
-}
-
-static double rel_err(const float *a, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - ref[i]), r = fabs((double)ref[i]);
-        if (!(e <= num)) num = e;
-        if (r > den) den = r;
-    }
-    return den > 0 ? num / den : num;
+    kiln_test_write_case_tensors(path, cJSON_GetObjectItemCaseSensitive(c->j, "tensors"), "", (uint64_t)c->seed, c->type,
+                                 NULL, 0, skip_name, bad_shape);
 }
 
 typedef struct {
@@ -324,7 +292,7 @@ static void run_case(const char *data, const char *name) {
         bool exact = true;
         for (int s = 0; s < c.n_stages; s++) {
             size_t n = stage_size(&c, s);
-            double e = rel_err(k2.got[s], ref, n);
+            double e = kiln_test_rel_err(k2.got[s], ref, n);
             CHECK_MSG(e <= c.tol, "%s stage %d: relative error %.3g > %.3g", name, s, e, c.tol);
             worst = e > worst ? e : worst;
             exact = exact && !memcmp(k2.got[s], k1.got[s], n * sizeof(float));

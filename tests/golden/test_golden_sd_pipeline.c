@@ -23,6 +23,7 @@
 #include "files.h"
 #include "kiln.h"
 #include "pipelines/sd_internal.h"
+#include "golden.h"
 #include "test.h"
 
 static char g_data[2048];
@@ -37,16 +38,6 @@ static float *read_f32(const char *file, size_t want) {
         return NULL;
     }
     return (float *)buf;
-}
-
-static double rel_err(const float *a, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - ref[i]), r = fabs((double)ref[i]);
-        if (!(e <= num)) num = e;
-        if (r > den) den = r;
-    }
-    return den > 0 ? num / den : num;
 }
 
 /* The tokenizer's ids and the text states of the prompt and negative prompt. */
@@ -73,7 +64,7 @@ static void text_side(kiln_sd *m, const cJSON *root) {
         int n = 0;
         CHECK_OK(kiln_sd_condition(m, texts[k], 1, &ctx, &n));
         if (ctx && n == 77) {
-            double e = rel_err(ctx, want + (size_t)k * 77 * 32, 77 * 32);
+            double e = kiln_test_rel_err(ctx, want + (size_t)k * 77 * 32, 77 * 32);
             CHECK_MSG(e < 1e-5, "%s: text states relative error %.3g", keys[k], e);
             printf("%-8s text states vs transformers' CLIPTextModel: %.2e\n", keys[k], e);
         }

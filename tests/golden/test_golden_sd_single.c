@@ -122,16 +122,6 @@ static void tracer_init(tracer *t, const gcase *c) {
     t->got = calloc(off + 1, sizeof(float));
 }
 
-static double rel_err(const float *a, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - ref[i]), r = fabs((double)ref[i]);
-        if (!(e <= num)) num = e;
-        if (r > den) den = r;
-    }
-    return den > 0 ? num / den : num;
-}
-
 static int json_at(const cJSON *cfg, const char *key, int i) {
     const cJSON *v = cJSON_GetObjectItem(cfg, key);
     return cJSON_IsArray(v) ? cJSON_GetArrayItem(v, i)->valueint : v->valueint;
@@ -170,7 +160,7 @@ static void run_unet(const gcase *c, const kiln_sd_single *s) {
         CHECK_OK(kiln_unet_forward(m, x + b * per_x, xd[1], xd[2], cJSON_GetObjectItem(c->j, "timestep")->valuedouble,
                                    ctx + b * per_c, cd[1], out, trace, &t));
     }
-    double err = rel_err(t.got, c->expected, c->n_expected), tol = cJSON_GetObjectItem(c->j, "tolerance")->valuedouble;
+    double err = kiln_test_rel_err(t.got, c->expected, c->n_expected), tol = cJSON_GetObjectItem(c->j, "tolerance")->valuedouble;
     fprintf(stderr, "unet from a single file: rel err %.3g (tolerance %g)\n", err, tol);
     CHECK(!t.bad && err <= tol);
     free(out);
@@ -203,7 +193,7 @@ static void run_vae(const gcase *c, const kiln_sd_single *s) {
     int h, w;
     CHECK_OK(kiln_vae_decode(m, z, zd[1], zd[2], pix, trace, &t));
     CHECK_OK(kiln_vae_encode(m, img, id[1], id[2], mom, &h, &w, trace, &t));
-    double err = rel_err(t.got, c->expected, c->n_expected), tol = cJSON_GetObjectItem(c->j, "tolerance")->valuedouble;
+    double err = kiln_test_rel_err(t.got, c->expected, c->n_expected), tol = cJSON_GetObjectItem(c->j, "tolerance")->valuedouble;
     fprintf(stderr, "vae from a single file: rel err %.3g (tolerance %g)\n", err, tol);
     CHECK(!t.bad && t.next == t.n_stages && err <= tol);
     free(pix);

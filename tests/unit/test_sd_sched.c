@@ -15,33 +15,18 @@
 #include <cjson/cJSON.h>
 
 #include "pipelines/sd_sched.h"
+#include "files.h"
 #include "test.h"
 
 static const double TOL = 1e-6;
 static double worst_sigma, worst_x, worst_ac;
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = malloc((size_t)n + 1);
-    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
-        free(p);
-        p = NULL;
-    }
-    if (p) p[n] = 0;
-    fclose(f);
-    return p;
-}
 
 static cJSON *load(const char *name) {
     const char *src = getenv("KILN_SRC");
     char path[4096];
     snprintf(path, sizeof path, "%s/tests/golden/data/sched/%s.json", src ? src : ".", name);
     kiln_test_require_file(path);
-    char *text = slurp(path);
+    char *text = kiln_test_slurp(path);
     cJSON *j = text ? cJSON_Parse(text) : NULL;
     free(text);
     CHECK_MSG(j != NULL, "%s does not parse", path);

@@ -14,6 +14,7 @@
 
 #include "base/status.h"
 #include "models/sd_single.h"
+#include "files.h"
 #include "test.h"
 
 typedef struct {
@@ -28,22 +29,6 @@ typedef struct {
     int n;
     const cJSON *json;
 } fixture;
-
-static char *read_all(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = malloc((size_t)n + 1);
-    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
-        free(p);
-        p = NULL;
-    }
-    if (p) p[n] = 0;
-    fclose(f);
-    return p;
-}
 
 static int shape_of(const cJSON *a, int64_t *s) {
     int n = cJSON_GetArraySize(a);
@@ -332,7 +317,7 @@ int main(void) {
     char path[1024];
     snprintf(path, sizeof path, "%s/tests/golden/data/sd_single/cases.json",
              getenv("KILN_SRC") ? getenv("KILN_SRC") : ".");
-    char *text = read_all(path);
+    char *text = kiln_test_slurp(path);
     if (!text) {
         fprintf(stderr, "cannot read %s\n", path);
         return 1;
