@@ -38,6 +38,8 @@ typedef struct {
     int n_slots, cap_slots;
     size_t bytes;               /* vectors and prepared conv weights */
     int max_cin;                /* the widest input of a kxk (k > 1) convolution bound */
+    struct sd_conv_job *convs;  /* conv weights to prepare once binding is done */
+    int n_convs, cap_convs;
 } sd_owned;
 
 /* Allocates the convolution scratch (kiln_conv2d_scratch_bytes) for 3x3 kernels over
@@ -114,7 +116,8 @@ kiln_status sd_bind_resnet(const sd_binder *b, sd_resnet *r, int cin, int cout, 
 kiln_status sd_bind_transformer(const sd_binder *b, sd_transformer *t, int c, int ctx_dim, int heads, int n_blocks,
                                 const char *p);
 kiln_status sd_bind_vae_attn(const sd_binder *b, sd_vae_attn *a, int c, const char *p);
-/* Packs the matrices bound so far (one parallel pass), as bf16 panels if bf16. */
+/* Prepares the conv weights and packs the matrices bound so far (parallel passes over
+ * pool), as bf16 panels if bf16. Bound convs are usable only after this. */
 kiln_status sd_owned_pack(sd_owned *o, bool bf16, kiln_pool *pool);
 void sd_owned_free(sd_owned *o);
 void sd_transformer_free(sd_transformer *t);

@@ -25,6 +25,58 @@ static kiln_status keep_mem(sd_owned *o, void *p) {
     return KILN_OK;
 }
 
+struct sd_conv_job {
+    const kiln_tensor *src;
+    sd_conv *dst;
+    bool bf16;
+    void *mem;
+    kiln_status st;
+    char name[400]; /* "FILE: tensor 'NAME'", for errors */
+};
+
+static kiln_status keep_conv(sd_owned *o, const kiln_tensor *t, sd_conv *dst, bool bf16, const char *path,
+                             const char *name) {
+    if (o->n_convs == o->cap_convs) {
+        int cap = o->cap_convs ? 2 * o->cap_convs : 64;
+        struct sd_conv_job *q = realloc(o->convs, (size_t)cap * sizeof *q);
+        if (!q) return kiln_fail(KILN_ERR_NOMEM, "out of memory");
+        o->convs = q;
+        o->cap_convs = cap;
+    }
+    struct sd_conv_job *j = &o->convs[o->n_convs++];
+    *j = (struct sd_conv_job){.src = t, .dst = dst, .bf16 = bf16};
+    snprintf(j->name, sizeof j->name, "%.160s: tensor '%.200s'", path, name);
+    return KILN_OK;
+}
+
+static void conv_task(void *ctx, int64_t i) {
+    struct sd_conv_job *j = (struct sd_conv_job *)ctx + i;
+    j->st = kiln_conv_weight_prepare(j->src, j->bf16, &j->dst->w, &j->mem);
+}
+
+/* Every conv weight reordered (and packed) in parallel, one task each. */
+static kiln_status prepare_convs(sd_owned *o, kiln_pool *pool) {
+    kiln_pool_for(pool, o->n_convs, conv_task, o->convs);
+    kiln_status st = KILN_OK;
+    for (int i = 0; i < o->n_convs; i++) {
+        struct sd_conv_job *j = &o->convs[i];
+        if (j->st) {
+            if (!st) st = kiln_fail(j->st, "%s: cannot prepare the convolution", j->name);
+            free(j->mem);
+        } else if (!st && (st = keep_mem(o, j->mem))) {
+            free(j->mem);
+        } else if (st) {
+            free(j->mem);
+        } else {
+            o->bytes += j->dst->w.nb[1] * (size_t)j->dst->w.ne[1];
+        }
+    }
+    free(o->convs);
+    o->convs = NULL;
+    o->n_convs = o->cap_convs = 0;
+    return st;
+}
+
 static kiln_status keep_slot(sd_owned *o, const kiln_tensor **slot) {
     if (o->n_slots == o->cap_slots) {
         int cap = o->cap_slots ? 2 * o->cap_slots : 64;
@@ -38,8 +90,9 @@ static kiln_status keep_slot(sd_owned *o, const kiln_tensor **slot) {
 }
 
 kiln_status sd_owned_pack(sd_owned *o, bool bf16, kiln_pool *pool) {
-    if (!o->n_slots) return KILN_OK;
-    kiln_status st = kiln_pack_matrices((const kiln_tensor **const *)o->slots, o->n_slots,
+    kiln_status st = prepare_convs(o, pool);
+    if (st || !o->n_slots) return st;
+    st = kiln_pack_matrices((const kiln_tensor **const *)o->slots, o->n_slots,
                                         bf16 ? KILN_PANELS_BF16 : KILN_PANELS_F32, pool, &o->packed);
     free(o->slots);
     o->slots = NULL;
@@ -64,6 +117,7 @@ size_t sd_owned_bytes(const sd_owned *o) {
 }
 
 void sd_owned_free(sd_owned *o) {
+    free(o->convs);
     kiln_owned_floats_free(&o->floats);
     for (int i = 0; i < o->n_mem; i++) free(o->mem[i]);
     free(o->mem);
@@ -101,14 +155,11 @@ kiln_status sd_bind_conv(const sd_binder *b, sd_conv *c, int cin, int cout, int 
         return kiln_fail(KILN_ERR_FORMAT, "%s: tensor '%s' has shape [%lld, %lld, %lld, %lld], expected (%d, %d, %d, %d)",
                          b->path, name, (long long)t->ne[3], (long long)t->ne[2], (long long)t->ne[1],
                          (long long)t->ne[0], cout, cin, k, k);
-    void *mem = NULL;
-    kiln_status st = kiln_conv_weight_prepare(t, b->bf16, &c->w, &mem);
-    if (st) return kiln_fail_prefix(st, "%s: tensor '%s'", b->path, name);
-    if ((st = keep_mem(b->own, mem))) {
-        free(mem);
-        return st;
-    }
-    b->own->bytes += c->w.nb[1] * (size_t)c->w.ne[1];
+    if (t->type != KILN_F32 && t->type != KILN_F16 && t->type != KILN_BF16)
+        return kiln_fail(KILN_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s (F32, F16 or BF16 convolutions)", b->path,
+                         name, kiln_dtype_name(t->type));
+    kiln_status st = keep_conv(b->own, t, c, b->bf16, b->path, name); /* prepared in parallel by sd_owned_pack */
+    if (st) return st;
     if (k > 1 && cin > b->own->max_cin) b->own->max_cin = cin;
     c->k = k;
     c->cin = cin;
