@@ -509,8 +509,14 @@ static kiln_status classify_file(const kiln_registry *r, const char *entry, cons
         }
         free(treal);
         free(tp);
+    } else if (has_suffix(entry, ".safetensors")) { /* a Stable Diffusion single-file checkpoint */
+        struct stat sb;
+        if (!kiln_sd_supports(real) || stat(real, &sb) != 0)
+            return not_model(why, why_n, "'%s' is not a Stable Diffusion checkpoint", entry);
+        out->format = "sd-single";
+        out->bytes = (int64_t)sb.st_size;
     } else {
-        return not_model(why, why_n, "'%s' is neither a .gguf nor a .bin file", entry);
+        return not_model(why, why_n, "'%s' is neither a .gguf, a .bin nor a .safetensors file", entry);
     }
     if (!(out->path = kiln_strdup(real))) {
         found_clear(out);
@@ -519,10 +525,15 @@ static kiln_status classify_file(const kiln_registry *r, const char *entry, cons
     return KILN_OK;
 }
 
-/* The name a directory entry is listed under: a file NAME.gguf / NAME.bin as NAME,
- * unless DIR/NAME exists itself (then it keeps its full name). malloc'd. */
+/* The name a directory entry is listed under: a file NAME.gguf / NAME.bin /
+ * NAME.safetensors as NAME, unless DIR/NAME exists itself (then it keeps its full
+ * name). malloc'd. */
 static char *listed_name(const kiln_registry *r, const char *entry, bool is_file) {
-    const char *suf = !is_file ? NULL : has_suffix(entry, ".gguf") ? ".gguf" : has_suffix(entry, ".bin") ? ".bin" : NULL;
+    const char *suf = !is_file                               ? NULL
+                      : has_suffix(entry, ".gguf")           ? ".gguf"
+                      : has_suffix(entry, ".bin")            ? ".bin"
+                      : has_suffix(entry, ".safetensors")    ? ".safetensors"
+                                                             : NULL;
     if (!suf) return kiln_strdup(entry);
     char *base = kiln_strndup(entry, strlen(entry) - strlen(suf));
     if (!base) return NULL;
@@ -538,18 +549,21 @@ static char *listed_name(const kiln_registry *r, const char *entry, bool is_file
 }
 
 /* Looks name (already checked) up in the directory: DIR/name, then (files only)
- * DIR/name.gguf and DIR/name.bin. On success fills *out and *listed. */
+ * DIR/name.gguf, DIR/name.bin and DIR/name.safetensors. On success fills *out and
+ * *listed. */
 static kiln_status resolve_in_dir(const kiln_registry *r, const char *name, found *out, char **listed) {
     char why[400] = "";
-    char *cand[3] = {kiln_strdup(name), NULL, NULL};
+    char *cand[4] = {kiln_strdup(name), NULL, NULL, NULL};
     size_t n_cand = 1;
-    if (!has_suffix(name, ".gguf") && !has_suffix(name, ".bin")) {
-        size_t len = strlen(name);
-        cand[1] = malloc(len + 6);
-        cand[2] = malloc(len + 5);
-        if (cand[1]) memcpy(cand[1], name, len), memcpy(cand[1] + len, ".gguf", 6);
-        if (cand[2]) memcpy(cand[2], name, len), memcpy(cand[2] + len, ".bin", 5);
-        n_cand = 3;
+    if (!has_suffix(name, ".gguf") && !has_suffix(name, ".bin") && !has_suffix(name, ".safetensors")) {
+        static const char *const sufs[] = {".gguf", ".bin", ".safetensors"};
+        const size_t len = strlen(name);
+        for (int k = 0; k < 3; k++)
+            if ((cand[1 + k] = malloc(len + strlen(sufs[k]) + 1))) {
+                memcpy(cand[1 + k], name, len);
+                memcpy(cand[1 + k] + len, sufs[k], strlen(sufs[k]) + 1);
+            }
+        n_cand = 4;
     }
     kiln_status st = KILN_ERR_NOT_FOUND;
     for (size_t i = 0; i < n_cand && st == KILN_ERR_NOT_FOUND; i++) {
@@ -583,7 +597,7 @@ static kiln_status resolve_in_dir(const kiln_registry *r, const char *name, foun
         }
         free(real);
     }
-    for (size_t i = 0; i < 3; i++) free(cand[i]);
+    for (size_t i = 0; i < 4; i++) free(cand[i]);
     if (st == KILN_ERR_NOT_FOUND) {
         char q[300];
         if (why[0])

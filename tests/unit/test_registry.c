@@ -208,6 +208,17 @@ static void build_fixture(void) {
         kiln_test_write_safetensors(p, hdr, w, sizeof w);
         put("models/sd/tokenizer/vocab.json", "{}", 2);
     }
+    { /* a single-file SD checkpoint (LDM names) is a model; another safetensors file is not */
+        const char *sd = "{\"model.diffusion_model.input_blocks.0.0.weight\":{\"dtype\":\"F32\",\"shape\":[4],"
+                         "\"data_offsets\":[0,16]}}";
+        const char *other = "{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}";
+        static const float w4[4] = {1, 2, 3, 4};
+        char p[2048];
+        path_of(p, sizeof p, "models/dream.safetensors");
+        kiln_test_write_safetensors(p, sd, w4, sizeof w4);
+        path_of(p, sizeof p, "models/notsd.safetensors");
+        kiln_test_write_safetensors(p, other, w4, sizeof w4);
+    }
     mk("models/evilsd"); /* diffusers folder whose unet/ leads out */
     put("models/evilsd/model_index.json", "{}", 2);
     link_to("../../outside", "models/evilsd/unet");
@@ -311,6 +322,7 @@ static void test_list(kiln_registry *r) {
     static const struct {
         const char *name, *format, *tail;
     } want[] = {
+        {"dream", "sd-single", "/dream.safetensors"},
         {"ggdir", "gguf", "/ggdir/weights.Q4_0.gguf"},
         {"hf", "safetensors", "/hf"},
         {"hflink", "safetensors", "/hf"},
@@ -340,6 +352,9 @@ static void test_list(kiln_registry *r) {
 }
 
 static void test_resolve(kiln_registry *r) {
+    check_resolves(r, "dream", "dream", "sd-single", "/dream.safetensors", NULL);
+    check_resolves(r, "dream.safetensors", "dream", "sd-single", "/dream.safetensors", NULL);
+    check_refused(r, "notsd", KILN_ERR_NOT_FOUND, "not a Stable Diffusion checkpoint");
     check_resolves(r, "tiny", "tiny", "gguf", "/tiny.gguf", NULL);
     check_resolves(r, "tiny.gguf", "tiny", "gguf", "/tiny.gguf", NULL);
     check_resolves(r, "link", "link", "gguf", "/tiny.gguf", NULL);
@@ -501,14 +516,14 @@ static void test_aliases(kiln_registry *r) {
     kiln_model_entry *l;
     size_t n;
     CHECK_OK(kiln_registry_list(r, &l, &n));
-    CHECK(n == 12);
-    const char *order[] = {"chat", "default", "ggdir", "gpt-4o", "hf", "hflink", "l2c", "link", "sd", "story", "sub",
-                           "tiny"};
-    for (size_t i = 0; i < n && i < 12; i++) {
+    CHECK(n == 13);
+    const char *order[] = {"chat", "default", "dream", "ggdir", "gpt-4o", "hf", "hflink", "l2c", "link", "sd", "story",
+                           "sub", "tiny"};
+    for (size_t i = 0; i < n && i < 13; i++) {
         CHECK_MSG(!strcmp(l[i].name, order[i]), "entry %zu is %s", i, l[i].name);
         CHECK(inside_root(l[i].path));
     }
-    if (n == 12) CHECK(l[3].alias_of && !strcmp(l[3].alias_of, "hf") && !strcmp(l[3].format, "safetensors"));
+    if (n == 13) CHECK(l[4].alias_of && !strcmp(l[4].alias_of, "hf") && !strcmp(l[4].format, "safetensors"));
     kiln_model_entries_free(l, n);
 
     /* an alias whose model went away is no longer listed, and says why */
@@ -518,7 +533,7 @@ static void test_aliases(kiln_registry *r) {
     CHECK(rename(p, q) == 0);
     check_refused(r, "chat", KILN_ERR_NOT_FOUND, "alias 'chat': no model named 'tiny'");
     CHECK_OK(kiln_registry_list(r, &l, &n));
-    CHECK(n == 8); /* chat, link and sub followed tiny.gguf away */
+    CHECK(n == 9); /* chat, link and sub followed tiny.gguf away */
     kiln_model_entries_free(l, n);
     CHECK(rename(q, p) == 0);
 }
