@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/alloc.h"
 #include "base/status.h"
@@ -132,6 +133,39 @@ void kiln_packed_set_free(kiln_packed_set *s) {
     s->mem = NULL;
     s->t = NULL;
     s->n = 0;
+}
+
+cJSON *kiln_json_parse_py(const char *json) {
+    const size_t len = strlen(json);
+    char *text = malloc(len + 1); /* the replacements are never longer than what they replace */
+    if (!text) return NULL;
+    size_t o = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < len;) {
+        const char ch = json[i];
+        if (in_str) {
+            text[o++] = ch;
+            i++;
+            if (ch == '\\' && i < len) text[o++] = json[i++];
+            else if (ch == '"') in_str = false;
+            continue;
+        }
+        if (ch == '"') in_str = true;
+        if (!strncmp(json + i, "-Infinity", 9)) {
+            memcpy(text + o, "-1e999", 6), o += 6, i += 9;
+        } else if (!strncmp(json + i, "Infinity", 8)) {
+            memcpy(text + o, "1e999", 5), o += 5, i += 8;
+        } else if (!strncmp(json + i, "NaN", 3)) {
+            memcpy(text + o, "null", 4), o += 4, i += 3;
+        } else {
+            text[o++] = ch;
+            i++;
+        }
+    }
+    text[o] = 0;
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    return j;
 }
 
 kiln_status kiln_json_int(const cJSON *o, const char *key, bool required, int dflt, int *out, const char *what) {

@@ -71,6 +71,12 @@ kiln_status kiln_pack_matrices(const kiln_tensor **const *slots, int n, kiln_pan
 /* Frees the packed copies. This function can't fail. */
 void kiln_packed_set_free(kiln_packed_set *s);
 
+/* Parses JSON as Python's json module writes it (diffusers' and transformers'
+ * config files): NaN, Infinity and -Infinity outside strings, which cJSON does not
+ * read, are taken as null, 1e999 and -1e999 (+-inf). NULL on a syntax error or
+ * allocation failure; the caller deletes the result. */
+cJSON *kiln_json_parse_py(const char *json);
+
 /* A non-negative integer o[key] of a JSON config (absent or null: dflt, or an error if
  * required); errors name what (e.g. "DIR/config.json") and the key. */
 kiln_status kiln_json_int(const cJSON *o, const char *key, bool required, int dflt, int *out, const char *what);

@@ -23,7 +23,7 @@
 
 kiln_status kiln_clip_text_config_json(const char *json, const char *what, kiln_clip_text_config *c) {
     memset(c, 0, sizeof *c);
-    cJSON *root = cJSON_Parse(json);
+    cJSON *root = kiln_json_parse_py(json);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return kiln_fail(KILN_ERR_FORMAT, "%s: not a JSON object", what);

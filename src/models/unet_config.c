@@ -161,7 +161,7 @@ static kiln_status parse(const cJSON *j, const char *what, kiln_unet_config *c) 
 
 kiln_status kiln_unet_config_json(const char *json, const char *what, kiln_unet_config *c) {
     memset(c, 0, sizeof *c);
-    cJSON *j = cJSON_Parse(json);
+    cJSON *j = kiln_json_parse_py(json);
     kiln_status st = j && cJSON_IsObject(j) ? parse(j, what, c) : kiln_fail(KILN_ERR_FORMAT, "%s: not a JSON object", what);
     cJSON_Delete(j);
     return st;

@@ -66,7 +66,7 @@ static kiln_status types(const cJSON *j, const char *key, const char *want, int 
 
 kiln_status kiln_vae_config_json(const char *json, const char *what, kiln_vae_config *c) {
     memset(c, 0, sizeof *c);
-    cJSON *j = cJSON_Parse(json);
+    cJSON *j = kiln_json_parse_py(json);
     kiln_status st = KILN_OK;
     const cJSON *ch = j ? cJSON_GetObjectItemCaseSensitive(j, "block_out_channels") : NULL, *e;
     if (!j || !cJSON_IsObject(j)) {

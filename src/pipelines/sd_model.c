@@ -15,6 +15,7 @@
 #include "base/mapfile.h"
 #include "base/status.h"
 #include "kernels/kernels.h"
+#include "models/bind.h"
 #include "sd_internal.h"
 
 static bool exists(const char *path) {
@@ -54,7 +55,7 @@ static kiln_status load_tokenizer(kiln_sd *m, const char *dir) {
     m->pad_id = kiln_clip_tok_eos(m->tok);
     char *txt = NULL;
     if ((st = read_text(dir, "tokenizer/special_tokens_map.json", false, &txt)) || !txt) return st;
-    cJSON *j = cJSON_Parse(txt);
+    cJSON *j = kiln_json_parse_py(txt);
     free(txt);
     const cJSON *pad = j ? cJSON_GetObjectItemCaseSensitive(j, "pad_token") : NULL;
     if (cJSON_IsObject(pad)) pad = cJSON_GetObjectItemCaseSensitive(pad, "content");
@@ -75,7 +76,7 @@ static kiln_status check_index(const char *dir) {
     char *txt = NULL;
     kiln_status st = read_text(dir, "model_index.json", true, &txt);
     if (st) return st;
-    cJSON *j = cJSON_Parse(txt);
+    cJSON *j = kiln_json_parse_py(txt);
     free(txt);
     const cJSON *cls = j ? cJSON_GetObjectItemCaseSensitive(j, "_class_name") : NULL;
     static const char *const ok[] = {"StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline",

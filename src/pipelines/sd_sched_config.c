@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 
 #include "base/status.h"
+#include "models/bind.h"
 #include "pipelines/sd_sched_internal.h"
 
 static const char *const sampler_names[] = {"ddim", "euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "lcm"};
@@ -88,40 +89,6 @@ void kiln_sched_config_sd(kiln_sd_sampler_kind kind, kiln_sched_config *c) {
 #define DDIM_LCM (B(KILN_SD_SAMPLER_DDIM) | B(KILN_SD_SAMPLER_LCM))
 
 static bool takes(unsigned mask, kiln_sd_sampler_kind kind) { return (mask >> kind) & 1u; }
-
-/* Python's json writes NaN, Infinity and -Infinity (DPMSolverMultistepScheduler
- * saves lambda_min_clipped: -Infinity); cJSON reads none of them. Outside strings
- * they become 1e999 / -1e999 (which strtod reads as +-inf) and null. */
-static char *fix_nonfinite(const char *json) {
-    size_t len = strlen(json);
-    char *out = malloc(len + 1);
-    if (!out) return NULL;
-    size_t o = 0;
-    bool in_str = false;
-    for (size_t i = 0; i < len;) {
-        char ch = json[i];
-        if (in_str) {
-            out[o++] = ch;
-            i++;
-            if (ch == '\\' && i < len) out[o++] = json[i++];
-            else if (ch == '"') in_str = false;
-            continue;
-        }
-        if (ch == '"') in_str = true;
-        if (!strncmp(json + i, "-Infinity", 9)) {
-            memcpy(out + o, "-1e999", 6), o += 6, i += 9;
-        } else if (!strncmp(json + i, "Infinity", 8)) {
-            memcpy(out + o, "1e999", 5), o += 5, i += 8;
-        } else if (!strncmp(json + i, "NaN", 3)) {
-            memcpy(out + o, "null", 4), o += 4, i += 3;
-        } else {
-            out[o++] = ch;
-            i++;
-        }
-    }
-    out[o] = 0;
-    return out;
-}
 
 static kiln_status get_int(const cJSON *v, const char *key, int *out) {
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || fabs(v->valuedouble) > 1e9)
@@ -198,10 +165,7 @@ static kiln_status check_fixed(const cJSON *root, kiln_sd_sampler_kind kind) {
 kiln_status kiln_sched_config_parse(const char *json, kiln_sd_sampler_kind kind, kiln_sched_config *cfg) {
     if ((int)kind < 0 || (int)kind >= N_SAMPLERS) return kiln_fail(KILN_ERR_INVALID_ARG, "bad sampler kind %d", kind);
     if (!json) return kiln_fail(KILN_ERR_INVALID_ARG, "scheduler config: no text");
-    char *text = fix_nonfinite(json);
-    if (!text) return kiln_fail(KILN_ERR_NOMEM, "scheduler config: out of memory");
-    cJSON *root = cJSON_Parse(text);
-    free(text);
+    cJSON *root = kiln_json_parse_py(json);
     if (!root) return kiln_fail(KILN_ERR_FORMAT, "scheduler config: not valid JSON");
     kiln_status st = KILN_OK;
     if (!cJSON_IsObject(root)) {
