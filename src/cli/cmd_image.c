@@ -26,14 +26,9 @@ static void on_sigint(int sig) {
     g_interrupted = 1;
 }
 
-typedef struct {
-    bool quiet;
-    int images;
-} bar;
-
 static bool on_progress(const kiln_sd_progress *p, void *user) {
-    const bar *b = user;
-    if (!b->quiet) {
+    const bool quiet = *(const bool *)user;
+    if (!quiet) {
         const int width = 30, fill = p->steps ? p->step * width / p->steps : width;
         fprintf(stderr, "\r[%.*s%*s] step %d/%d  %.1fs  eta %.1fs ", fill, "##############################",
                 width - fill, "", p->step, p->steps, p->elapsed, p->eta);
@@ -111,10 +106,9 @@ int kiln_cmd_image(int argc, char **argv) {
         fprintf(stderr, "kiln image: %s\n", kiln_last_error());
         return 1;
     }
-    bar b = {quiet, batch};
     kiln_sd_params p = {.prompt = prompt, .negative_prompt = negative, .width = width, .height = height,
                         .steps = steps, .cfg_scale = cfg, .sampler = sampler, .seed = seed, .rng = rng,
-                        .clip_skip = clip_skip, .batch = batch, .progress = on_progress, .user = &b};
+                        .clip_skip = clip_skip, .batch = batch, .progress = on_progress, .user = &quiet};
     kiln_sd_image *imgs = batch > 0 && batch <= 16 ? calloc((size_t)batch, sizeof *imgs) : NULL;
     st = imgs ? kiln_sd_generate(m, &p, imgs) : KILN_ERR_INVALID_ARG;
     signal(SIGINT, SIG_DFL);

@@ -112,6 +112,14 @@ void kiln_layernorm(float *y, const float *x, const float *w, const float *b, in
 
 void kiln_softmax(float *x, int64_t n) { kiln_kernels_current()->softmax(x, n); }
 
+void kiln_add_rows(float *y, const float *b, int64_t rows, int64_t n) {
+    for (int64_t i = 0; i < rows; i++) kiln_add(y + i * n, b, n);
+}
+
+void kiln_layernorm_rows(float *y, const float *x, const float *w, const float *b, int64_t rows, int64_t n, float eps) {
+    for (int64_t i = 0; i < rows; i++) kiln_layernorm(y + i * n, x + i * n, w, b, n, eps);
+}
+
 void kiln_gelu(float *x, int64_t n, bool tanh_approx) { kiln_kernels_current()->gelu(x, n, tanh_approx); }
 
 void kiln_swiglu(float *out, const float *gate, const float *up, int64_t n) {

@@ -118,6 +118,10 @@ kiln_status kiln_attention_mh(const float *q, const float *k, const float *v, in
 
 /* y += x over n elements. */
 void kiln_add(float *y, const float *x, int64_t n);
+/* Adds the vector b (n floats) to each of rows rows of y (rows x n): a bias. */
+void kiln_add_rows(float *y, const float *b, int64_t rows, int64_t n);
+/* kiln_layernorm on each of rows rows of n floats (y may alias x). */
+void kiln_layernorm_rows(float *y, const float *x, const float *w, const float *b, int64_t rows, int64_t n, float eps);
 /* sum of a[i]*b[i]. */
 float kiln_dot(const float *a, const float *b, int64_t n);
 /* y += a * x over n elements. */

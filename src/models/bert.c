@@ -143,14 +143,10 @@ static void attn_task(void *ctx, int64_t task) {
 
 /* ---- forward -------------------------------------------------------------------- */
 
-static void add_rows(float *y, const float *b, int64_t rows, int64_t n) {
-    for (int64_t i = 0; i < rows; i++) kiln_add(y + i * n, b, n);
-}
-
 /* x = LayerNorm(x + y) row by row. */
 static void residual_norm(float *x, float *y, const float *w, const float *b, int T, int d, float eps) {
     kiln_add(y, x, (int64_t)T * d);
-    for (int i = 0; i < T; i++) kiln_layernorm(x + (size_t)i * d, y + (size_t)i * d, w, b, d, eps);
+    kiln_layernorm_rows(x, y, w, b, T, d, eps);
 }
 
 static kiln_status layer_forward(kiln_bert *m, int l, int T, int n_seq, const int *lens, const int *starts) {
@@ -161,20 +157,20 @@ static kiln_status layer_forward(kiln_bert *m, int l, int T, int n_seq, const in
     const kiln_tensor *qkv[] = {L->wq, L->wk, L->wv};
     float *qkv_out[] = {m->q, m->k, m->v};
     if ((st = kiln_matmul_many(3, qkv, m->x, T, qkv_out, m->pool))) return st;
-    add_rows(m->q, L->bq, T, d);
-    add_rows(m->k, L->bk, T, d);
-    add_rows(m->v, L->bv, T, d);
+    kiln_add_rows(m->q, L->bq, T, d);
+    kiln_add_rows(m->k, L->bk, T, d);
+    kiln_add_rows(m->v, L->bv, T, d);
     attn_job job = {m, lens, starts};
     kiln_pool_for(m->pool, (int64_t)n_seq * c->n_head, attn_task, &job);
     if ((st = kiln_matmul(L->wo, m->att, T, m->tmp, m->pool))) return st;
-    add_rows(m->tmp, L->bo, T, d);
+    kiln_add_rows(m->tmp, L->bo, T, d);
     residual_norm(m->x, m->tmp, L->attn_norm_w, L->attn_norm_b, T, d, c->norm_eps);
 
     if ((st = kiln_matmul(L->w_up, m->x, T, m->ff, m->pool))) return st;
-    add_rows(m->ff, L->b_up, T, c->n_ff);
+    kiln_add_rows(m->ff, L->b_up, T, c->n_ff);
     kiln_gelu(m->ff, (int64_t)T * c->n_ff, c->gelu_tanh);
     if ((st = kiln_matmul(L->w_down, m->ff, T, m->tmp, m->pool))) return st;
-    add_rows(m->tmp, L->b_down, T, d);
+    kiln_add_rows(m->tmp, L->b_down, T, d);
     residual_norm(m->x, m->tmp, L->out_norm_w, L->out_norm_b, T, d, c->norm_eps);
     return KILN_OK;
 }

@@ -134,14 +134,6 @@ static void attn_task(void *ctx, int64_t task) {
 
 /* ---- forward -------------------------------------------------------------------- */
 
-static void add_rows(float *y, const float *b, int64_t rows, int64_t n) {
-    for (int64_t i = 0; i < rows; i++) kiln_add(y + i * n, b, n);
-}
-
-static void norm_rows(float *y, const float *x, const float *w, const float *b, int64_t rows, int64_t n, float eps) {
-    for (int64_t i = 0; i < rows; i++) kiln_layernorm(y + i * n, x + i * n, w, b, n, eps);
-}
-
 /* x·sigmoid(1.702x): the sigmoid approximation of gelu OpenAI trained CLIP with. */
 static void quick_gelu(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
@@ -152,28 +144,28 @@ static kiln_status layer_forward(kiln_clip_text *m, int l, int64_t T, int n_seq,
     const kiln_clip_layer *L = &m->layers[l];
     const int64_t d = c->n_embd;
     kiln_status st;
-    norm_rows(m->h, m->x, L->ln1_w, L->ln1_b, T, d, c->norm_eps);
+    kiln_layernorm_rows(m->h, m->x, L->ln1_w, L->ln1_b, T, d, c->norm_eps);
     const kiln_tensor *qkv[] = {L->wq, L->wk, L->wv};
     float *qkv_out[] = {m->q, m->k, m->v};
     if ((st = kiln_matmul_many(3, qkv, m->h, T, qkv_out, m->pool))) return st;
-    add_rows(m->q, L->bq, T, d);
-    add_rows(m->k, L->bk, T, d);
-    add_rows(m->v, L->bv, T, d);
+    kiln_add_rows(m->q, L->bq, T, d);
+    kiln_add_rows(m->k, L->bk, T, d);
+    kiln_add_rows(m->v, L->bv, T, d);
     attn_job job = {m, len};
     kiln_pool_for(m->pool, (int64_t)n_seq * c->n_head, attn_task, &job);
     if ((st = kiln_matmul(L->wo, m->att, T, m->h, m->pool))) return st;
-    add_rows(m->h, L->bo, T, d);
+    kiln_add_rows(m->h, L->bo, T, d);
     kiln_add(m->x, m->h, T * d);
 
-    norm_rows(m->h, m->x, L->ln2_w, L->ln2_b, T, d, c->norm_eps);
+    kiln_layernorm_rows(m->h, m->x, L->ln2_w, L->ln2_b, T, d, c->norm_eps);
     if ((st = kiln_matmul(L->w_fc1, m->h, T, m->ff, m->pool))) return st;
-    add_rows(m->ff, L->b_fc1, T, c->n_ff);
+    kiln_add_rows(m->ff, L->b_fc1, T, c->n_ff);
     if (c->quick_gelu)
         quick_gelu(m->ff, T * c->n_ff);
     else
         kiln_gelu(m->ff, T * c->n_ff, false);
     if ((st = kiln_matmul(L->w_fc2, m->ff, T, m->h, m->pool))) return st;
-    add_rows(m->h, L->b_fc2, T, d);
+    kiln_add_rows(m->h, L->b_fc2, T, d);
     kiln_add(m->x, m->h, T * d);
     return KILN_OK;
 }
@@ -240,7 +232,7 @@ kiln_status kiln_clip_text_forward(kiln_clip_text *m, const int32_t *ids, int n_
         st = layer_forward(m, l, T, n_seq, len);
         if (st || l != last) continue;
         if (final_norm)
-            norm_rows(hidden, m->x, m->final_w, m->final_b, T, d, c->norm_eps);
+            kiln_layernorm_rows(hidden, m->x, m->final_w, m->final_b, T, d, c->norm_eps);
         else
             memcpy(hidden, m->x, (size_t)(T * d) * sizeof(float));
         if (!pooled) break; /* later layers only feed the pooled state */

@@ -105,12 +105,10 @@ static int64_t pixels(const sd_map *m) { return (int64_t)m->h * m->w; }
 
 /* ---- small pieces -------------------------------------------------------------------- */
 
-/* y (n, cout) = x (n, cin) · Wᵀ + b */
-static kiln_status linear_run(const sd_ctx *x, const sd_linear *l, const float *in, int64_t n, float *y) {
+kiln_status sd_linear_run(const sd_ctx *x, const sd_linear *l, const float *in, int64_t n, float *y) {
     kiln_status st = kiln_matmul(l->w, in, n, y, x->pool);
-    if (st || !l->b) return st;
-    for (int64_t i = 0; i < n; i++) kiln_add(y + i * l->cout, l->b, l->cout);
-    return KILN_OK;
+    if (!st && l->b) kiln_add_rows(y, l->b, n, l->cout);
+    return st;
 }
 
 kiln_status sd_conv_run(const sd_ctx *x, const sd_conv *c, const sd_map *in, int stride, kiln_pad2d pad, sd_map *out) {
@@ -153,10 +151,6 @@ kiln_status sd_upsample_run(const sd_ctx *x, const sd_conv *c, const sd_map *in,
 
 /* ---- resnet ----------------------------------------------------------------------------- */
 
-kiln_status sd_resnet_temb(const sd_ctx *x, const sd_resnet *r, const float *silu_temb, float *out) {
-    return linear_run(x, &r->temb, silu_temb, 1, out);
-}
-
 kiln_status sd_resnet_run(const sd_ctx *x, const sd_resnet *r, const sd_map *in, const float *temb_out, sd_map *out) {
     sd_map h, g;
     if (in->c != r->cin)
@@ -168,7 +162,7 @@ kiln_status sd_resnet_run(const sd_ctx *x, const sd_resnet *r, const sd_map *in,
     if (st) return st;
     const int64_t n = pixels(&h);
     if (temb_out)
-        for (int64_t i = 0; i < n; i++) kiln_add(h.d + i * r->cout, temb_out, r->cout);
+        kiln_add_rows(h.d, temb_out, n, r->cout);
     st = kiln_group_norm(h.d, h.d, n, r->cout, x->groups, r->norm2.w, r->norm2.b, x->eps, true);
     if (!st) st = sd_conv_run(x, &r->conv2, &h, 1, kiln_pad2d_same(1), out);
     if (st) {
@@ -176,7 +170,7 @@ kiln_status sd_resnet_run(const sd_ctx *x, const sd_resnet *r, const sd_map *in,
         return st;
     }
     if (r->cin != r->cout) { /* the shortcut's 1x1 conv reuses h's memory (cout per pixel) */
-        st = linear_run(x, &r->shortcut, in->d, n, h.d);
+        st = sd_linear_run(x, &r->shortcut, in->d, n, h.d);
         if (!st) kiln_add(out->d, h.d, n * r->cout);
     } else {
         kiln_add(out->d, in->d, n * r->cout);
@@ -200,11 +194,11 @@ static kiln_status attention_run(const sd_ctx *x, const sd_attn *a, int heads, c
         !(v = sd_heap_get(x->heap, nk)))
         st = kiln_fail(KILN_ERR_NOMEM, "out of memory for attention over %lld x %lld tokens", (long long)n,
                        (long long)m);
-    if (!st) st = linear_run(x, &a->q, in, n, q);
-    if (!st) st = linear_run(x, &a->k, kv, m, k);
-    if (!st) st = linear_run(x, &a->v, kv, m, v);
+    if (!st) st = sd_linear_run(x, &a->q, in, n, q);
+    if (!st) st = sd_linear_run(x, &a->k, kv, m, k);
+    if (!st) st = sd_linear_run(x, &a->v, kv, m, v);
     if (!st) st = kiln_attention_mh(q, k, v, n, m, c, heads, x->bf16, att, x->pool);
-    if (!st) st = linear_run(x, &a->out, att, n, out);
+    if (!st) st = sd_linear_run(x, &a->out, att, n, out);
     sd_heap_put(x->heap, q);
     sd_heap_put(x->heap, k);
     sd_heap_put(x->heap, v);
@@ -212,24 +206,20 @@ static kiln_status attention_run(const sd_ctx *x, const sd_attn *a, int heads, c
     return st;
 }
 
-static void layer_norm_rows(float *y, const float *in, const sd_norm *nm, int64_t n, int c) {
-    for (int64_t i = 0; i < n; i++) kiln_layernorm(y + i * c, in + i * c, nm->w, nm->b, c, 1e-5f);
-}
-
 static kiln_status tblock_run(const sd_ctx *x, const sd_tblock *b, int heads, float *h, int64_t n, int c,
                               const float *ctx, int n_ctx, float *nrm, float *tmp, float *ff) {
     kiln_status st;
-    layer_norm_rows(nrm, h, &b->norm1, n, c);
+    kiln_layernorm_rows(nrm, h, b->norm1.w, b->norm1.b, n, c, 1e-5f);
     if ((st = attention_run(x, &b->attn1, heads, nrm, n, nrm, n, tmp))) return st;
     kiln_add(h, tmp, n * c);
-    layer_norm_rows(nrm, h, &b->norm2, n, c);
+    kiln_layernorm_rows(nrm, h, b->norm2.w, b->norm2.b, n, c, 1e-5f);
     if ((st = attention_run(x, &b->attn2, heads, nrm, n, ctx, n_ctx, tmp))) return st;
     kiln_add(h, tmp, n * c);
-    layer_norm_rows(nrm, h, &b->norm3, n, c);
-    if ((st = linear_run(x, &b->ff_in, nrm, n, ff))) return st;
+    kiln_layernorm_rows(nrm, h, b->norm3.w, b->norm3.b, n, c, 1e-5f);
+    if ((st = sd_linear_run(x, &b->ff_in, nrm, n, ff))) return st;
     float *gated = ff + (size_t)n * 8 * c; /* (n, 4c) after the (n, 8c) projection */
     kiln_geglu(gated, ff, n, 4 * (int64_t)c);
-    if ((st = linear_run(x, &b->ff_out, gated, n, tmp))) return st;
+    if ((st = sd_linear_run(x, &b->ff_out, gated, n, tmp))) return st;
     kiln_add(h, tmp, n * c);
     return KILN_OK;
 }
@@ -247,11 +237,11 @@ kiln_status sd_transformer_run(const sd_ctx *x, const sd_transformer *t, const s
     if (!(h = sd_heap_get(x->heap, nc)) || !(nrm = sd_heap_get(x->heap, nc)) || !(tmp = sd_heap_get(x->heap, nc)) ||
         !(ff = sd_heap_get(x->heap, 12 * nc)))
         st = kiln_fail(KILN_ERR_NOMEM, "out of memory for a transformer block over %lld tokens", (long long)n);
-    if (!st) st = linear_run(x, &t->proj_in, g.d, n, h);
+    if (!st) st = sd_linear_run(x, &t->proj_in, g.d, n, h);
     for (int i = 0; i < t->n_blocks && !st; i++)
         st = tblock_run(x, &t->blocks[i], t->heads, h, n, c, ctx, n_ctx, nrm, tmp, ff);
     if (!st) st = sd_map_alloc(x, out, in->h, in->w, c);
-    if (!st && (st = linear_run(x, &t->proj_out, h, n, out->d))) sd_map_free(out);
+    if (!st && (st = sd_linear_run(x, &t->proj_out, h, n, out->d))) sd_map_free(out);
     if (!st) kiln_add(out->d, in->d, n * c);
     sd_map_free(&g);
     sd_heap_put(x->heap, h);

@@ -165,11 +165,12 @@ void sd_trace(sd_trace_fn fn, void *user, const char *stage, int i, const sd_map
 kiln_status sd_map_alloc(const sd_ctx *x, sd_map *m, int h, int w, int c);
 void sd_map_free(sd_map *m);
 
+/* y (n, cout) = in (n, cin) · Wᵀ + b: a Linear, or a 1x1 conv over n pixels. */
+kiln_status sd_linear_run(const sd_ctx *x, const sd_linear *l, const float *in, int64_t n, float *y);
+
 kiln_status sd_conv_run(const sd_ctx *x, const sd_conv *c, const sd_map *in, int stride, kiln_pad2d pad, sd_map *out);
 /* temb_out: the block's projected time embedding (cout floats), or NULL. */
 kiln_status sd_resnet_run(const sd_ctx *x, const sd_resnet *r, const sd_map *in, const float *temb_out, sd_map *out);
-/* time embedding projection for a resnet: out (cout) = temb_proj(silu(temb)). */
-kiln_status sd_resnet_temb(const sd_ctx *x, const sd_resnet *r, const float *silu_temb, float *out);
 /* ctx: (n_ctx, ctx_dim) of this sample. */
 kiln_status sd_transformer_run(const sd_ctx *x, const sd_transformer *t, const sd_map *in, const float *ctx, int n_ctx,
                                sd_map *out);

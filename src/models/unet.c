@@ -211,7 +211,7 @@ static void trace(run *r, const char *stage, int i, const sd_map *h) { sd_trace(
 
 /* h = resnet(in) [, then its transformer]; in is kept. */
 static kiln_status layer(run *r, const sd_resnet *res, const sd_transformer *attn, const sd_map *in, sd_map *h) {
-    kiln_status st = sd_resnet_temb(&r->x, res, r->silu_temb, r->proj);
+    kiln_status st = sd_linear_run(&r->x, &res->temb, r->silu_temb, 1, r->proj); /* temb_proj(silu(temb)) */
     if (!st) st = sd_resnet_run(&r->x, res, in, r->proj, h);
     if (st || !attn) return st;
     sd_map a;
@@ -294,6 +294,7 @@ static kiln_status run_mid(run *r, const sd_map *in, sd_map *out) {
     return st;
 }
 
+/* silu(linear_2(silu(linear_1(sinusoid(t))))): every resnet takes silu(temb). */
 static kiln_status time_embedding(run *r, double timestep) {
     kiln_unet *m = r->m;
     const int c0 = m->cfg.channels[0];
@@ -301,17 +302,13 @@ static kiln_status time_embedding(run *r, double timestep) {
     kiln_status st = sin_emb && hid ? KILN_OK : kiln_fail(KILN_ERR_NOMEM, "out of memory");
     if (!st) {
         timestep_embedding(sin_emb, c0, timestep, m->cfg.flip_sin_to_cos, m->cfg.freq_shift);
-        st = kiln_matmul(m->time1.w, sin_emb, 1, hid, m->pool);
+        st = sd_linear_run(&r->x, &m->time1, sin_emb, 1, hid);
     }
     if (!st) {
-        kiln_add(hid, m->time1.b, 4 * c0);
         kiln_silu(hid, 4 * c0);
-        st = kiln_matmul(m->time2.w, hid, 1, r->silu_temb, m->pool);
+        st = sd_linear_run(&r->x, &m->time2, hid, 1, r->silu_temb);
     }
-    if (!st) {
-        kiln_add(r->silu_temb, m->time2.b, 4 * c0);
-        kiln_silu(r->silu_temb, 4 * c0); /* every resnet takes silu(temb) */
-    }
+    if (!st) kiln_silu(r->silu_temb, 4 * c0);
     free(sin_emb);
     free(hid);
     return st;

@@ -248,13 +248,8 @@ static kiln_status mid_run(const run *r, const vae_half *v, sd_map *io) {
 static kiln_status pointwise(const run *r, const sd_linear *l, const sd_map *in, sd_map *out) {
     kiln_status st = sd_map_alloc(&r->x, out, in->h, in->w, l->cout);
     if (st) return st;
-    const int64_t n = (int64_t)in->h * in->w;
-    if ((st = kiln_matmul(l->w, in->d, n, out->d, r->x.pool))) {
-        sd_map_free(out);
-        return st;
-    }
-    for (int64_t i = 0; i < n; i++) kiln_add(out->d + i * l->cout, l->b, l->cout);
-    return KILN_OK;
+    if ((st = sd_linear_run(&r->x, l, in->d, (int64_t)in->h * in->w, out->d))) sd_map_free(out);
+    return st;
 }
 
 kiln_status kiln_vae_decode(kiln_vae *m, const float *z, int h, int w, float *img, kiln_vae_trace_fn trace_fn,

@@ -97,14 +97,16 @@ static size_t vae_decode_bytes(const kiln_vae_config *c, int H, int W) {
     return (size_t)b + ((size_t)64 << 20); /* conv tiles, attention at the lowest level */
 }
 
-size_t kiln_sd_memory_needed(const kiln_sd *m, const kiln_sd_params *p) {
-    resolved r;
-    if (resolve(m, p, &r)) return 0;
-    const int h = r.p.height / 8, w = r.p.width / 8, B = r.p.batch;
+static size_t memory_needed(const kiln_sd *m, const kiln_sd_params *p) {
+    const int h = p->height / 8, w = p->width / 8, B = p->batch;
     const size_t lat = (size_t)B * (size_t)h * (size_t)w * 4 * sizeof(float);
     return kiln_unet_activation_bytes(kiln_unet_get_config(m->unet), h, w, 77 * 4) + 6 * lat +
-           vae_decode_bytes(kiln_vae_get_config(m->vae), r.p.height, r.p.width) +
-           (size_t)B * (size_t)r.p.width * r.p.height * 3;
+           vae_decode_bytes(kiln_vae_get_config(m->vae), p->height, p->width) + (size_t)B * (size_t)p->width * p->height * 3;
+}
+
+size_t kiln_sd_memory_needed(const kiln_sd *m, const kiln_sd_params *p) {
+    resolved r;
+    return resolve(m, p, &r) ? 0 : memory_needed(m, &r.p);
 }
 
 /* MemAvailable from /proc/meminfo, or 0 when it cannot be read. */
@@ -323,7 +325,7 @@ kiln_status kiln_sd_generate(kiln_sd *m, const kiln_sd_params *p, kiln_sd_image 
     kiln_status st = resolve(m, p, &g.r);
     if (st) return st;
     memset(out, 0, sizeof *out * (size_t)g.r.p.batch);
-    const size_t need = kiln_sd_memory_needed(m, p), avail = available_memory();
+    const size_t need = memory_needed(m, &g.r.p), avail = available_memory();
     if (avail && need > avail)
         return kiln_fail(KILN_ERR_NOMEM, "a %dx%d batch of %d needs about %zu MiB; %zu MiB are available",
                          g.r.p.width, g.r.p.height, g.r.p.batch, need >> 20, avail >> 20);

@@ -3,6 +3,7 @@
  */
 #include "test.h"
 
+#include <stdint.h>
 #include <unistd.h>
 
 int kiln_test_failures = 0;
@@ -32,4 +33,25 @@ void kiln_test_require_file(const char *path) {
         printf("SKIP: %s is missing (set KILN_SHARED to the shared data folder)\n", path);
         exit(77);
     }
+}
+
+#define GUARD 16
+static const uint32_t g_sentinel = 0x7fc0beef;
+
+float *kiln_test_guarded_alloc(size_t n) {
+    if (n > ((size_t)1 << 40)) abort();
+    float *b = malloc(sizeof(float) * (n + 2 * GUARD));
+    if (!b) abort();
+    for (size_t i = 0; i < n + 2 * GUARD; i++) memcpy(&b[i], &g_sentinel, 4);
+    return b + GUARD;
+}
+
+bool kiln_test_guard_intact(const float *y, size_t n) {
+    for (int i = 1; i <= GUARD; i++)
+        if (memcmp(&y[-i], &g_sentinel, 4) != 0 || memcmp(&y[n + i - 1], &g_sentinel, 4) != 0) return false;
+    return true;
+}
+
+void kiln_test_guarded_free(float *y) {
+    if (y) free(y - GUARD);
 }

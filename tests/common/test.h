@@ -8,6 +8,7 @@
 #define KILN_TEST_H
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,13 @@ extern int kiln_test_checks;
 /* Ends main: prints a summary line and returns the status. */
 int kiln_test_end(const char *name);
 #define TEST_MAIN_END() return kiln_test_end(__FILE__)
+
+/* n floats with 16 sentinel values (a NaN no kernel makes) before and after, for
+ * checking that a kernel writes nothing outside its output; aborts on allocation
+ * failure. kiln_test_guard_intact says whether the sentinels are untouched. */
+float *kiln_test_guarded_alloc(size_t n);
+bool kiln_test_guard_intact(const float *y, size_t n);
+void kiln_test_guarded_free(float *y);
 
 /* Directory of the shared data ($KILN_SHARED, default ../shared). */
 const char *kiln_test_shared(void);

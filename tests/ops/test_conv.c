@@ -31,21 +31,7 @@
 #include "kernels/kernels_impl.h"
 #include "test.h"
 
-#define SENT 16
-static const uint32_t SENTINEL = 0x7fc0beef;
 
-static float *buf_alloc(size_t n) {
-    if (n > ((size_t)1 << 40)) abort();
-    float *b = malloc(sizeof(float) * (n + 2 * SENT));
-    for (size_t i = 0; i < n + 2 * SENT; i++) memcpy(&b[i], &SENTINEL, 4);
-    return b + SENT;
-}
-static bool buf_intact(const float *y, size_t n) {
-    for (int i = 1; i <= SENT; i++)
-        if (memcmp(&y[-i], &SENTINEL, 4) != 0 || memcmp(&y[n + i - 1], &SENTINEL, 4) != 0) return false;
-    return true;
-}
-static void buf_free(float *b) { free(b - SENT); }
 
 static kiln_rng rng;
 static float frand(float scale) { return (kiln_rng_f32(&rng) - 0.5f) * 2.0f * scale; }
@@ -93,9 +79,9 @@ static void hand_cases(const kiln_kernel_table *t) {
     void *wm, *pm;
     kiln_tensor w4 = make_w4d(KILN_F32, wv, O, C, 3, 3, &wm), wp;
     CHECK_OK(kiln_conv_weight_prepare_with(t, &w4, false, &wp, &pm));
-    float *y = buf_alloc(H * W * O);
+    float *y = kiln_test_guarded_alloc(H * W * O);
     CHECK_OK(kiln_conv2d_with(t, &wp, b, x, H, W, C, 3, 3, 1, kiln_pad2d_same(1), y, NULL, 0, pool2, 0));
-    bool ok = buf_intact(y, H * W * O);
+    bool ok = kiln_test_guard_intact(y, H * W * O);
     for (int i = 0; i < H; i++)
         for (int j = 0; j < W; j++) {
             const float *o = y + (i * W + j) * O;
@@ -105,7 +91,7 @@ static void hand_cases(const kiln_kernel_table *t) {
             ok = ok && o[0] == y0 && o[1] == y1 && o[2] == y2;
         }
     CHECK_MSG(ok, "%s: hand-computed 3x3 conv", t->name);
-    buf_free(y), free(wm), free(pm);
+    kiln_test_guarded_free(y), free(wm), free(pm);
 
     /* the VAE encoder's downsampling: pad (0, 1, 0, 1), stride 2, 4x4 -> 2x2:
      *   y0 = x0(2oy, 2ox) (top-left tap), y1 = x0(2oy+2, 2ox+2) (bottom-right tap: 0 at
@@ -120,16 +106,16 @@ static void hand_cases(const kiln_kernel_table *t) {
     int Ho, Wo;
     const kiln_pad2d pad = {0, 0, 1, 1};
     CHECK(kiln_conv2d_out_size(H2, W2, 3, 3, 2, pad, &Ho, &Wo) && Ho == 2 && Wo == 2);
-    y = buf_alloc(2 * 2 * 2);
+    y = kiln_test_guarded_alloc(2 * 2 * 2);
     CHECK_OK(kiln_conv2d_with(t, &wp, NULL, x2, H2, W2, 1, 3, 3, 2, pad, y, NULL, 0, pool1, 0));
-    ok = buf_intact(y, 8);
+    ok = kiln_test_guard_intact(y, 8);
     for (int i = 0; i < 2; i++)
         for (int j = 0; j < 2; j++) {
             const float *o = y + (i * 2 + j) * 2;
             ok = ok && o[0] == xval(2 * i, 2 * j, 0) && o[1] == (i == 0 && j == 0 ? xval(2, 2, 0) : 0.0f);
         }
     CHECK_MSG(ok, "%s: hand-computed stride-2 asymmetric conv", t->name);
-    buf_free(y), free(wm), free(pm);
+    kiln_test_guarded_free(y), free(wm), free(pm);
 }
 
 /* ---- conv vs the reference ---------------------------------------------------- */
@@ -173,11 +159,11 @@ static void conv_case(const kiln_kernel_table *t, const conv_shape *s, kiln_dtyp
     kiln_ref_conv2d(&a4, bias ? ab : NULL, ax, s->H, s->W, s->C, s->stride, s->pad, mag);
     CHECK_OK(kiln_conv_weight_prepare_with(t, &w4, false, &wp, &pm));
     CHECK(wp.ne[0] == (int64_t)s->kh * s->kw * s->C && wp.ne[1] == s->O);
-    float *y1 = buf_alloc(ny), *y2 = buf_alloc(ny), *y3 = buf_alloc(ny), tiny[4];
+    float *y1 = kiln_test_guarded_alloc(ny), *y2 = kiln_test_guarded_alloc(ny), *y3 = kiln_test_guarded_alloc(ny), tiny[4];
     /* 1 thread, scratch allocated; 2 threads in the caller's scratch (which must hold
      * it: sentinels after); 2 threads, scratch too small (allocated), 7-pixel tiles */
     const size_t sb = kiln_conv2d_scratch_bytes(s->C, s->kh, s->kw, 2);
-    float *scratch = buf_alloc(sb / 4);
+    float *scratch = kiln_test_guarded_alloc(sb / 4);
     CHECK(sb % 4 == 0 && sb >= (size_t)s->kh * s->kw * s->C * 4);
     CHECK_OK(kiln_conv2d_with(t, &wp, bias ? b : NULL, x, s->H, s->W, s->C, s->kh, s->kw, s->stride, s->pad, y1,
                               NULL, 0, pool1, 0));
@@ -185,8 +171,8 @@ static void conv_case(const kiln_kernel_table *t, const conv_shape *s, kiln_dtyp
                               scratch, sb, pool2, 0));
     CHECK_OK(kiln_conv2d_with(t, &wp, bias ? b : NULL, x, s->H, s->W, s->C, s->kh, s->kw, s->stride, s->pad, y3,
                               tiny, sizeof tiny, pool2, 7));
-    CHECK_MSG(buf_intact(scratch, sb / 4), "%s conv: wrote past the scratch it asked for", t->name);
-    buf_free(scratch);
+    CHECK_MSG(kiln_test_guard_intact(scratch, sb / 4), "%s conv: wrote past the scratch it asked for", t->name);
+    kiln_test_guarded_free(scratch);
     double worst = 0, se = 0, sr = 0;
     for (size_t i = 0; i < ny; i++) {
         const double e = fabs((double)y1[i] - ref[i]);
@@ -200,11 +186,11 @@ static void conv_case(const kiln_kernel_table *t, const conv_shape *s, kiln_dtyp
     CHECK_MSG(worst <= 1e-5 && nmse <= 1e-11, "%s conv C %d O %d %dx%d k %dx%d s %d pad %d%d%d%d %s: rel %.3g nmse %.3g",
               t->name, s->C, s->O, s->H, s->W, s->kh, s->kw, s->stride, s->pad.top, s->pad.left, s->pad.bottom,
               s->pad.right, kiln_dtype_name(dt), worst, nmse);
-    CHECK_MSG(buf_intact(y1, ny) && buf_intact(y2, ny) && buf_intact(y3, ny), "%s conv sentinels", t->name);
+    CHECK_MSG(kiln_test_guard_intact(y1, ny) && kiln_test_guard_intact(y2, ny) && kiln_test_guard_intact(y3, ny), "%s conv sentinels", t->name);
     CHECK_MSG(memcmp(y1, y2, ny * 4) == 0 && memcmp(y1, y3, ny * 4) == 0,
               "%s conv C %d O %d %dx%d: 1 thread, 2 threads and 7-pixel tiles differ", t->name, s->C, s->O, s->H,
               s->W);
-    buf_free(y1), buf_free(y2), buf_free(y3);
+    kiln_test_guarded_free(y1), kiln_test_guarded_free(y2), kiln_test_guarded_free(y3);
     free(x), free(ax), free(wv), free(aw), free(b), free(ab), free(ref), free(mag);
     free(wm), free(am), free(pm);
 }
@@ -236,13 +222,13 @@ static void gn_case(const kiln_kernel_table *t, int64_t n_pix, int64_t C, int gr
     float *x = malloc(n * 4), *w = malloc((size_t)C * 4), *b = malloc((size_t)C * 4);
     for (size_t i = 0; i < n; i++) x[i] = offset + frand(2.0f);
     for (int64_t c = 0; c < C; c++) w[c] = 1.0f + frand(0.5f), b[c] = frand(0.5f);
-    float *y = buf_alloc(n), *z = malloc(n * 4), *r = malloc(n * 4);
+    float *y = kiln_test_guarded_alloc(n), *z = malloc(n * 4), *r = malloc(n * 4);
     double *scratch = malloc(KILN_GROUP_NORM_SCRATCH(C) * sizeof(double));
     t->group_norm(y, x, n_pix, C, groups, w, b, 1e-5f, silu, scratch);
     memcpy(z, x, n * 4);
     t->group_norm(z, z, n_pix, C, groups, w, b, 1e-5f, silu, scratch); /* in place */
     kiln_ref_group_norm(r, x, n_pix, C, groups, w, b, 1e-5f, silu, scratch);
-    bool ok = buf_intact(y, n) && memcmp(y, z, n * 4) == 0 && (silu || memcmp(y, r, n * 4) == 0);
+    bool ok = kiln_test_guard_intact(y, n) && memcmp(y, z, n * 4) == 0 && (silu || memcmp(y, r, n * 4) == 0);
     const int64_t cg = C / groups;
     double worst = 0;
     for (int g = 0; g < groups; g++) {
@@ -266,23 +252,23 @@ static void gn_case(const kiln_kernel_table *t, int64_t n_pix, int64_t C, int gr
     worst_gn = worst > worst_gn ? worst : worst_gn;
     CHECK_MSG(ok && worst <= 1.0, "%s group norm %lld x %lld, %d groups, silu %d: %.3g of the bound%s",
               t->name, (long long)n_pix, (long long)C, groups, silu, worst, ok ? "" : ", sentinels / aliasing / bits");
-    buf_free(y), free(z), free(r), free(x), free(w), free(b), free(scratch);
+    kiln_test_guarded_free(y), free(z), free(r), free(x), free(w), free(b), free(scratch);
 }
 
 static void silu_case(const kiln_kernel_table *t) {
     static const int64_t lens[] = {1, 7, 15, 16, 17, 33, 64, 1000};
     for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
         const int64_t n = lens[li];
-        float *x = buf_alloc((size_t)n), *x0 = malloc((size_t)n * 4);
+        float *x = kiln_test_guarded_alloc((size_t)n), *x0 = malloc((size_t)n * 4);
         for (int64_t i = 0; i < n; i++) x0[i] = x[i] = i % 9 == 4 ? frand(150.0f) : frand(8.0f);
         t->silu(x, n);
-        bool ok = buf_intact(x, (size_t)n);
+        bool ok = kiln_test_guard_intact(x, (size_t)n);
         for (int64_t i = 0; i < n; i++) {
             const double v = x0[i], s = v / (1.0 + exp(-v));
             ok = ok && fabs(x[i] - s) <= 1e-5 * fabs(s) + 1e-35;
         }
         CHECK_MSG(ok, "%s silu n %lld", t->name, (long long)n);
-        buf_free(x), free(x0);
+        kiln_test_guarded_free(x), free(x0);
     }
 }
 
@@ -291,22 +277,22 @@ static void upsample_geglu(void) {
     for (size_t si = 0; si < 4; si++) {
         const int H = shapes[si][0], W = shapes[si][1], C = shapes[si][2];
         const size_t n = (size_t)H * W * C, ny = 4 * n;
-        float *x = malloc(n * 4), *y = buf_alloc(ny);
+        float *x = malloc(n * 4), *y = kiln_test_guarded_alloc(ny);
         for (size_t i = 0; i < n; i++) x[i] = frand(1.0f);
         kiln_upsample_nearest2x(x, H, W, C, y);
-        bool ok = buf_intact(y, ny);
+        bool ok = kiln_test_guard_intact(y, ny);
         for (int i = 0; i < 2 * H; i++)
             for (int j = 0; j < 2 * W; j++)
                 for (int c = 0; c < C; c++)
                     ok = ok && y[((size_t)i * 2 * W + j) * C + c] == x[((size_t)(i / 2) * W + j / 2) * C + c];
         CHECK_MSG(ok, "upsample %dx%dx%d", H, W, C);
-        free(x), buf_free(y);
+        free(x), kiln_test_guarded_free(y);
     }
     const int64_t rows = 3, n = 37;
-    float *x = malloc(sizeof(float) * rows * 2 * n), *o = buf_alloc((size_t)(rows * n));
+    float *x = malloc(sizeof(float) * rows * 2 * n), *o = kiln_test_guarded_alloc((size_t)(rows * n));
     for (int64_t i = 0; i < rows * 2 * n; i++) x[i] = frand(4.0f);
     kiln_geglu(o, x, rows, n);
-    bool ok = buf_intact(o, (size_t)(rows * n));
+    bool ok = kiln_test_guard_intact(o, (size_t)(rows * n));
     for (int64_t r = 0; r < rows; r++)
         for (int64_t i = 0; i < n; i++) {
             const double a = x[r * 2 * n + i], g = x[r * 2 * n + n + i];
@@ -314,7 +300,7 @@ static void upsample_geglu(void) {
             ok = ok && fabs(o[r * n + i] - want) <= 2e-5 * fabs(want) + 1e-30;
         }
     CHECK_MSG(ok, "geglu (first half times gelu of the second)");
-    free(x), buf_free(o);
+    free(x), kiln_test_guarded_free(o);
 }
 
 /* ---- PyTorch ------------------------------------------------------------------- */
@@ -338,7 +324,7 @@ static void golden(const kiln_kernel_table *t, const char *path) {
         const kiln_pad2d pad = {h[8], h[9], h[10], h[11]};
         const kiln_dtype types[3] = {KILN_F32, KILN_F16, KILN_BF16};
         const size_t ny = (size_t)h[15];
-        float *want = malloc(ny * 4), *y = buf_alloc(ny);
+        float *want = malloc(ny * 4), *y = kiln_test_guarded_alloc(ny);
         CHECK(fread(want, 4, ny, f) == ny);
         float *x = malloc((size_t)H * W * C * 4);
         for (int64_t i = 0; i < (int64_t)H * W * C; i++) x[i] = gx(i, kind == 1 ? 3.0f : 0.0f);
@@ -376,8 +362,8 @@ static void golden(const kiln_kernel_table *t, const char *path) {
             free(w), free(b), free(scratch);
             norms++;
         }
-        CHECK(buf_intact(y, ny));
-        free(x), free(want), buf_free(y);
+        CHECK(kiln_test_guard_intact(y, ny));
+        free(x), free(want), kiln_test_guarded_free(y);
     }
     fclose(f);
     CHECK_MSG(convs == 5 && norms == 3, "golden.bin: %d conv and %d norm cases", convs, norms);

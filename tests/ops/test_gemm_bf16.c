@@ -22,23 +22,9 @@
 #include "kernels/kernels_impl.h"
 #include "test.h"
 
-#define SENT 16
-static const uint32_t SENTINEL = 0x7fc0beef;
 static kiln_rng rng;
 static float frand(float s) { return (kiln_rng_f32(&rng) - 0.5f) * 2.0f * s; }
 
-static float *buf_alloc(size_t n) {
-    if (n > ((size_t)1 << 40)) abort();
-    float *b = malloc(sizeof(float) * (n + 2 * SENT));
-    for (size_t i = 0; i < n + 2 * SENT; i++) memcpy(&b[i], &SENTINEL, 4);
-    return b + SENT;
-}
-static bool buf_intact(const float *y, size_t n) {
-    for (int i = 1; i <= SENT; i++)
-        if (memcmp(&y[-i], &SENTINEL, 4) != 0 || memcmp(&y[n + i - 1], &SENTINEL, 4) != 0) return false;
-    return true;
-}
-static void buf_free(float *b) { free(b - SENT); }
 
 static float bf(float v) { return kiln_bf16_to_f32(kiln_f32_to_bf16(v)); }
 
@@ -64,15 +50,15 @@ static void one_case(const kiln_kernel_table *t, kiln_pool *p1, kiln_pool *p2, i
     void *mem;
     CHECK_OK(kiln_weight_pack_panels_bf16_with(t, &w, &wp, &mem));
     CHECK(wp.type == KILN_BF16_P32 && wp.ne[0] == k && wp.ne[1] == m);
-    float *y1 = buf_alloc((size_t)(n * m)), *y2 = buf_alloc((size_t)(n * m)), *yr = buf_alloc((size_t)m);
+    float *y1 = kiln_test_guarded_alloc((size_t)(n * m)), *y2 = kiln_test_guarded_alloc((size_t)(n * m)), *yr = kiln_test_guarded_alloc((size_t)m);
     CHECK_OK(kiln_matmul_with(t, &wp, x, n, y1, p1));
     CHECK_OK(kiln_matmul_with(t, &wp, x, n, y2, p2));
-    CHECK_MSG(buf_intact(y1, (size_t)(n * m)) && buf_intact(y2, (size_t)(n * m)), "bf16 sentinels n %lld", (long long)n);
+    CHECK_MSG(kiln_test_guard_intact(y1, (size_t)(n * m)) && kiln_test_guard_intact(y2, (size_t)(n * m)), "bf16 sentinels n %lld", (long long)n);
     CHECK_MSG(memcmp(y1, y2, sizeof(float) * (size_t)(n * m)) == 0, "bf16 1 vs 2 threads n %lld k %lld m %lld",
               (long long)n, (long long)k, (long long)m);
     const int64_t row = n / 2;
     CHECK_OK(kiln_matmul_with(t, &wp, x + row * k, 1, yr, p2));
-    CHECK_MSG(memcmp(yr, y1 + row * m, sizeof(float) * (size_t)m) == 0 && buf_intact(yr, (size_t)m),
+    CHECK_MSG(memcmp(yr, y1 + row * m, sizeof(float) * (size_t)m) == 0 && kiln_test_guard_intact(yr, (size_t)m),
               "bf16: a batch row differs from a call with that row (n %lld k %lld m %lld)", (long long)n,
               (long long)k, (long long)m);
     double wr = 0, we = 0;
@@ -92,7 +78,7 @@ static void one_case(const kiln_kernel_table *t, kiln_pool *p1, kiln_pool *p2, i
     worst_ref = fmax(worst_ref, wr), worst_exact = fmax(worst_exact, we);
     CHECK_MSG(wr <= 1.0 && we <= 1.0, "bf16 n %lld k %lld m %lld %s: %.3g / %.3g of the bounds", (long long)n,
               (long long)k, (long long)m, kiln_dtype_name(wt), wr, we);
-    buf_free(y1), buf_free(y2), buf_free(yr);
+    kiln_test_guarded_free(y1), kiln_test_guarded_free(y2), kiln_test_guarded_free(yr);
     free(wf), free(x), free(wb), free(mem);
 }
 
