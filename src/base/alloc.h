@@ -30,5 +30,14 @@ char *kiln_strdup(const char *s);
 char *kiln_strndup(const char *s, size_t len);
 /* malloc'd aligned block (alignment a power of two); free with free(). */
 void *kiln_aligned_alloc(size_t alignment, size_t size);
+/* An aligned block for large read-mostly data (weights): for 2 MiB and more, aligned
+ * to 2 MiB and advised to be backed by 2 MiB pages (MADV_HUGEPAGE; the OS may
+ * decline), else 64-byte aligned; free with free(). */
+void *kiln_alloc_weights(size_t size);
+/* Advises that the whole 4 KiB pages inside [p, p + size) will not be needed soon
+ * (MADV_COLD: the first the OS reclaims under memory pressure; no data is lost, for
+ * any kind of memory). For a file mapping's weights once a copy replaced them. This
+ * function can't fail (the advice may be ignored). */
+void kiln_advise_cold(const void *p, size_t size);
 
 #endif

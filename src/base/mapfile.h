@@ -1,7 +1,9 @@
 /*
  * mapfile.h — read-only memory-mapped files.
  *
- * Model weights are used in place from the mapping, never copied.
+ * Model weights are used in place from the mapping, except the matrices a model
+ * repacks or copies onto large pages at load (kernels.h: kiln_weight_pack,
+ * kiln_weight_copy_large).
  */
 #ifndef KILN_BASE_MAPFILE_H
 #define KILN_BASE_MAPFILE_H

@@ -54,6 +54,14 @@ kiln_status kiln_matmul_many(int count, const kiln_tensor *const *w, const float
  * summation order, and for packed weights a batch row equals a call with that row. */
 kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem);
 
+/* Copies a 2-D weight matrix of at least 2 MiB, of any type, into memory on 2 MiB
+ * pages (where the OS gives them): *out is w with its rows back to back there, *mem
+ * the copy (free() it after the tensor's last use). For the matrices kiln_weight_pack
+ * leaves as they are (F16, BF16, F32, Q4_1, Q5_K, ...), which generation would
+ * otherwise stream from the file mapping's small pages. Same values, same results.
+ * KILN_ERR_UNSUPPORTED for smaller or non-2-D tensors (use w), KILN_ERR_NOMEM. */
+kiln_status kiln_weight_copy_large(const kiln_tensor *w, kiln_tensor *out, void **mem);
+
 /* For a model that only ever multiplies batches (an encoder): repacks an F32, F16 or
  * BF16 matrix as fp32 panels (KILN_F32_P32) when this CPU has the panel kernel
  * (AVX-512), with *out / *mem and the return codes as for kiln_weight_pack. The

@@ -97,6 +97,11 @@ static void pack_task(void *ctx, int64_t i) {
         it->st = kiln_weight_pack_panels_bf16(*it->slot, &it->packed, &it->mem);
     if (it->st == KILN_ERR_UNSUPPORTED && it->panels != KILN_PANELS_NONE)
         it->st = kiln_weight_pack_panels(*it->slot, &it->packed, &it->mem);
+    if (it->st == KILN_ERR_UNSUPPORTED && it->panels == KILN_PANELS_NONE)
+        it->st = kiln_weight_copy_large(*it->slot, &it->packed, &it->mem);
+    /* the copy replaces the file's bytes (a tied token embedding still gathers rows) */
+    const kiln_tensor *w = *it->slot;
+    if (it->st == KILN_OK) kiln_advise_cold(w->data, (size_t)w->ne[1] * w->nb[1]);
 }
 
 kiln_status kiln_pack_matrices(const kiln_tensor **const *slots, int n, kiln_panel_mode mode, kiln_pool *pool,

@@ -67,10 +67,12 @@ static kiln_status alloc_runtime(kiln_llama *m, size_t limit) {
 }
 
 /* Repacks every weight matrix the kernels of this CPU read faster in their own layout
- * (kernels.h: kiln_weight_pack; Q4_0, Q8_0, Q4_K, Q6_K on AVX2 and AVX-512): token generation
- * then streams weights at memory bandwidth. The token embedding keeps its file layout
- * (rows are gathered); a tied output matrix gets its own packed copy. The matrices
- * are packed in parallel, one task each. */
+ * (kernels.h: kiln_weight_pack; Q4_0, Q8_0, Q4_K, Q6_K on AVX2 and AVX-512), and copies
+ * the other large ones as they are (kiln_weight_copy_large): both land on 2 MiB pages,
+ * so token generation streams weights at memory bandwidth instead of walking the file
+ * mapping's 4 KiB pages. The token embedding keeps its file layout (rows are
+ * gathered); a tied output matrix gets its own copy. The matrices are packed in
+ * parallel, one task each. */
 static kiln_status pack_weights(kiln_llama *m) {
     const int per_layer = 7, n = m->cfg.n_layer * per_layer + 1;
     const kiln_tensor ***slots = calloc((size_t)n, sizeof *slots);

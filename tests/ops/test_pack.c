@@ -189,7 +189,47 @@ int main(void) {
     kiln_tensor pf;
     void *mem = NULL;
     CHECK(kiln_weight_pack(&f, &pf, &mem) == KILN_ERR_UNSUPPORTED && mem == NULL);
-    printf("%s: %d packed cases, %d panel cases\n", kiln_kernels_isa(), packed_cases, panel_cases);
+    CHECK(kiln_weight_copy_large(&f, &pf, &mem) == KILN_ERR_UNSUPPORTED && mem == NULL); /* under 2 MiB */
+    /* Large copies (kiln_weight_copy_large): any type, rows with a padded stride in the
+     * source come out back to back, and the matmul gives the same bits as on the source. */
+    int copy_cases = 0;
+    const kiln_dtype copy_types[] = {KILN_F16, KILN_BF16, KILN_Q4_1, KILN_Q5_1};
+    for (size_t ti = 0; ti < sizeof copy_types / sizeof *copy_types; ti++) {
+        const kiln_dtype ty = copy_types[ti];
+        const int64_t k = 512;
+        size_t row;
+        CHECK(kiln_dtype_row_bytes(ty, k, &row));
+        const int64_t m = (int64_t)(((size_t)2 << 20) / row) + 3; /* just over 2 MiB, an odd row count */
+        const size_t stride = row + 64;
+        uint8_t *src = malloc(stride * (size_t)m);
+        float *row_f = malloc(sizeof(float) * (size_t)k);
+        for (int64_t r = 0; r < m; r++) {
+            for (int64_t j = 0; j < k; j++) row_f[j] = (float)((r * 37 + j * 11) % 101) / 101.0f - 0.5f;
+            CHECK_OK(kiln_quantize_row(ty, row_f, src + (size_t)r * stride, k));
+            memset(src + (size_t)r * stride + row, 0xAB, 64); /* padding the copy must skip */
+        }
+        kiln_tensor w = {.type = ty, .n_dims = 2, .ne = {k, m, 1, 1}, .data = src};
+        w.nb[0] = kiln_dtype_get(ty)->type_size, w.nb[1] = stride, w.nb[2] = w.nb[3] = stride * (size_t)m;
+        kiln_tensor cw;
+        void *cmem = NULL;
+        CHECK_OK(kiln_weight_copy_large(&w, &cw, &cmem));
+        CHECK(cmem == cw.data && cw.type == ty && cw.nb[1] == row && cw.ne[0] == k && cw.ne[1] == m);
+        CHECK(((uintptr_t)cw.data & 63) == 0);
+        for (int64_t r = 0; r < m; r += 997)
+            CHECK(memcmp((const uint8_t *)cw.data + (size_t)r * row, src + (size_t)r * stride, row) == 0);
+        for (int64_t n = 1; n <= 5; n += 4) {
+            float *x = malloc(sizeof(float) * (size_t)(k * n));
+            float *y0 = out_alloc(m * n), *y1 = out_alloc(m * n);
+            for (int64_t i = 0; i < k * n; i++) x[i] = (float)(i % 29) / 29.0f - 0.4f;
+            CHECK_OK(kiln_matmul(&w, x, n, y0, p3));
+            CHECK_OK(kiln_matmul(&cw, x, n, y1, p3));
+            CHECK(memcmp(y0, y1, sizeof(float) * (size_t)(m * n)) == 0 && intact(y1, m * n));
+            free(x), free(y0 - SENT), free(y1 - SENT);
+            copy_cases++;
+        }
+        free(cmem), free(src), free(row_f);
+    }
+    printf("%s: %d packed cases, %d panel cases, %d copy cases\n", kiln_kernels_isa(), packed_cases, panel_cases, copy_cases);
     kiln_pool_free(p1);
     kiln_pool_free(p3);
     TEST_MAIN_END();
