@@ -219,23 +219,44 @@ static int64_t panel_rows_per_task(int64_t m) {
 }
 
 /* With one input a matmul is a weight stream; a task then reads one contiguous run
- * of about this many bytes (packed weights; other types). Long runs are what lets the
- * hardware prefetchers keep enough lines in flight: on Zen 5 (2 threads, 71 GB/s read
- * bandwidth) TinyLlama generation went from 62 to 70-88 tok/s (Q4_0) going from 64 KiB
- * to 256 KiB runs, with no gain further up; F16 matrix-vector products from DRAM kept
- * gaining up to 1 MiB (54 -> 61 GB/s; TinyLlama F16 24 -> 25.7 tok/s). At least 8 tasks
- * remain for balance. */
+ * of at least about this many bytes (packed weights; other types) where the matrix
+ * has that many. Long runs are what lets the hardware prefetchers keep enough lines in
+ * flight: on Zen 5 (2 threads, 71 GB/s read bandwidth) TinyLlama generation went from
+ * 62 to 70-88 tok/s (Q4_0) going from 64 KiB to 256 KiB runs; F16 matrix-vector
+ * products from DRAM kept gaining up to 1 MiB (54 -> 61 GB/s). */
 #define STREAM_TASK_BYTES_PACKED (256u << 10)
 #define STREAM_TASK_BYTES (1024u << 10)
 
-/* Rows per task: with one input, STREAM_TASK_BYTES of weights; with several, as many
- * rows as keep ~128 KiB of weights in L2; never so many that fewer than 8 tasks remain
- * for the threads. Always a multiple of KILN_MR, and a function of the shapes only
- * (determinism above). */
-static int64_t rows_per_task(int64_t m, int64_t n, size_t row_bytes) {
+/* Units (rows, or 16-row groups) per task of a matrix-vector product over `units`
+ * units and `bytes` bytes: 2 x threads tasks, fewer where runs would be shorter than
+ * run_bytes, but never fewer than threads (nor than one unit each). Every thread then
+ * reads one or two long runs per matrix instead of many short ones: each new run
+ * restarts the prefetchers, and the runs of a decode are short (TinyLlama's q is
+ * 2.4 MB). On Zen 5 with 2 threads, TinyLlama's matrix-vector products as a decode
+ * runs them (22 layers x 4 calls, Q4_0, alternated in one process with the former
+ * split into >= 8 runs of 256 KiB) read 46-50 GB/s instead of 41-45; one 75 MB
+ * matrix reads 63. The split changes no output bit: with one input every output
+ * element is computed by the same operations whatever task holds its row
+ * (test_matmul compares 1 and 3 threads). */
+static int64_t stream_units_per_task(int64_t units, size_t bytes, size_t run_bytes, int threads) {
+    int64_t tasks = (int64_t)((bytes + run_bytes - 1) / run_bytes);
+    if (tasks > 2 * (int64_t)threads) tasks = 2 * (int64_t)threads;
+    if (tasks < threads) tasks = threads;
+    if (tasks > units) tasks = units;
+    if (tasks < 1) tasks = 1;
+    return (units + tasks - 1) / tasks;
+}
+
+/* Rows per task: with one input, stream_units_per_task's split; with several, as many
+ * rows as keep ~128 KiB of weights in L2, never so many that fewer than 8 tasks remain
+ * for the threads, a function of the shapes only (determinism above). Always a
+ * multiple of KILN_MR. */
+static int64_t rows_per_task(int64_t m, int64_t n, size_t row_bytes, int threads) {
     int64_t r;
     if (n == 1) {
-        r = row_bytes ? (int64_t)(STREAM_TASK_BYTES / row_bytes) : 256;
+        r = stream_units_per_task(m, row_bytes * (size_t)m, STREAM_TASK_BYTES, threads);
+        r = (r + KILN_MR - 1) / KILN_MR * KILN_MR;
+        return r < KILN_MR ? KILN_MR : r;
     } else {
         r = row_bytes ? (int64_t)((128 * 1024) / row_bytes) : 256;
         if (r > 256) r = 256;
@@ -369,7 +390,7 @@ typedef struct {
 } mm_part;
 
 static kiln_status plan_x16(const kiln_kernel_table *t, const kiln_tensor *w, const float *x, int64_t n, float *y,
-                            mm_part *p) {
+                            int threads, mm_part *p) {
     if (!t->gemm_x16)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "matmul: packed weights need the kernels they were packed for (%s)",
                          t->name);
@@ -387,12 +408,13 @@ static kiln_status plan_x16(const kiln_kernel_table *t, const kiln_tensor *w, co
                        : w->type == KILN_Q4_0_X16 ? KILN_X16_Q4_0_BLOCK
                        : w->type == KILN_Q5_0_X16 ? KILN_X16_Q5_0_BLOCK
                                                   : KILN_X16_Q8_0_BLOCK;
-    /* About 256 KiB of contiguous packed weights per task, at least 8 tasks for balance:
-     * with one input a long run for the prefetchers, with several a chunk reused from L2
-     * for every input. */
+    /* With several inputs about 256 KiB of packed weights per task, a chunk reused from
+     * L2 for every input, at least 8 tasks for balance; with one, long runs
+     * (stream_units_per_task). */
     int64_t per = (int64_t)(STREAM_TASK_BYTES_PACKED / ((size_t)nb * bsz));
     if (per < 1) per = 1;
     if (per > (groups + 7) / 8) per = (groups + 7) / 8 > 0 ? (groups + 7) / 8 : 1;
+    if (n == 1) per = stream_units_per_task(groups, (size_t)groups * (size_t)nb * bsz, STREAM_TASK_BYTES_PACKED, threads);
     p->job.x16 = (x16_job){t, w->type, w->data, (size_t)nb * bsz, per, nb, m, n, NULL, y};
     p->fn = x16_task;
     p->n_tasks = (groups + per - 1) / per;
@@ -433,10 +455,10 @@ static kiln_status plan_bf16_panels(const kiln_kernel_table *t, const kiln_tenso
 }
 
 static kiln_status plan_one(const kiln_kernel_table *t, const kiln_tensor *w, const float *x, int64_t n, float *y,
-                            mm_part *p) {
+                            int threads, mm_part *p) {
     *p = (mm_part){0};
     if (!w) return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: no weight");
-    if (kiln_x16_type(w->type)) return plan_x16(t, w, x, n, y, p);
+    if (kiln_x16_type(w->type)) return plan_x16(t, w, x, n, y, threads, p);
     if (w->type == KILN_F32_P32) return plan_panels(t, w, x, n, y, p);
     if (w->type == KILN_BF16_P32) return plan_bf16_panels(t, w, x, n, y, p);
     kiln_mm_fn mm = kernel_for(t, w->type);
@@ -472,7 +494,7 @@ static kiln_status plan_one(const kiln_kernel_table *t, const kiln_tensor *w, co
     }
     const kiln_kernel_table *ref = kiln_kernels_table(KILN_ISA_REF);
     const bool packed = n >= KILN_PACK_MIN_N && t->gemm16 && ref->row_q8[w->type] && k % KILN_QK8_0 == 0;
-    j->rows_per_task = rows_per_task(m, n, row_bytes);
+    j->rows_per_task = rows_per_task(m, n, row_bytes, threads);
     if (packed) { /* whole groups of 16 rows per task */
         j->rows_per_task = (j->rows_per_task + 15) / 16 * 16;
         j->row_q8 = ref->row_q8[w->type];
@@ -509,8 +531,9 @@ kiln_status kiln_matmul_many_with(const kiln_kernel_table *t, int count, const k
     mm_part parts[KILN_MATMUL_MAX];
     bool quantized = false, bf16 = false;
     int64_t k = -1, total = 0;
+    const int threads = pool ? kiln_pool_size(pool) : 1;
     for (int i = 0; i < count; i++) {
-        kiln_status st = plan_one(t, w[i], x, n, y[i], &parts[i]);
+        kiln_status st = plan_one(t, w[i], x, n, y[i], threads, &parts[i]);
         if (st) return st;
         if (parts[i].n_tasks == 0) continue;
         if (k >= 0 && w[i]->ne[0] != k)
@@ -548,7 +571,6 @@ kiln_status kiln_matmul_many_with(const kiln_kernel_table *t, int count, const k
     kiln_status st = KILN_OK;
     void *packs[KILN_MATMUL_MAX] = {0};
     if (ts.bytes) {
-        const int64_t threads = pool ? kiln_pool_size(pool) : 1;
         ts.n = (int)(threads < scratch_tasks ? threads : scratch_tasks);
         if (ts.n > SCRATCH_SLOTS) ts.n = SCRATCH_SLOTS;
         size_t all;
