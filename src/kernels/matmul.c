@@ -10,7 +10,8 @@
  *     read x as it is and need no scratch.
  *  3. Split the m outputs into fixed chunks of rows; one task per chunk, run with
  *     kiln_pool_for (kiln_matmul_many: the chunks of all its weights in one loop, over
- *     one shared copy of the quantized x). A task walks its inputs KILN_MC at a time and, for each group,
+ *     one shared copy of the quantized x). With one input (n = 1) the chunks are small
+ *     units handed out by run_stream: one contiguous range per thread, then stealing. A task walks its inputs KILN_MC at a time and, for each group,
  *     its rows KILN_MR at a time, calling the variant's micro kernel. So a chunk's
  *     weights (sized to stay in L2) are fetched from memory once and then reused
  *     from cache for every input, and with n = 1 the weights stream through
@@ -218,43 +219,30 @@ static int64_t panel_rows_per_task(int64_t m) {
     return ((panels + 7) / 8 < 4 ? (panels + 7) / 8 : 4) * KILN_GEMMF_ROWS;
 }
 
-/* With one input a matmul is a weight stream; a task then reads one contiguous run
- * of at least about this many bytes (packed weights; other types) where the matrix
- * has that many. Long runs are what lets the hardware prefetchers keep enough lines in
- * flight: on Zen 5 (2 threads, 71 GB/s read bandwidth) TinyLlama generation went from
- * 62 to 70-88 tok/s (Q4_0) going from 64 KiB to 256 KiB runs; F16 matrix-vector
- * products from DRAM kept gaining up to 1 MiB (54 -> 61 GB/s). */
-#define STREAM_TASK_BYTES_PACKED (256u << 10)
-#define STREAM_TASK_BYTES (1024u << 10)
+/* Packed weights with several inputs: about this many bytes per task, a chunk that
+ * stays in L2 while it meets every input. */
+#define PACKED_TASK_BYTES (256u << 10)
 
-/* Units (rows, or 16-row groups) per task of a matrix-vector product over `units`
- * units and `bytes` bytes: 2 x threads tasks, fewer where runs would be shorter than
- * run_bytes, but never fewer than threads (nor than one unit each). Every thread then
- * reads one or two long runs per matrix instead of many short ones: each new run
- * restarts the prefetchers, and the runs of a decode are short (TinyLlama's q is
- * 2.4 MB). On Zen 5 with 2 threads, TinyLlama's matrix-vector products as a decode
- * runs them (22 layers x 4 calls, Q4_0, alternated in one process with the former
- * split into >= 8 runs of 256 KiB) read 46-50 GB/s instead of 41-45; one 75 MB
- * matrix reads 63. The split changes no output bit: with one input every output
- * element is computed by the same operations whatever task holds its row
- * (test_matmul compares 1 and 3 threads). */
-static int64_t stream_units_per_task(int64_t units, size_t bytes, size_t run_bytes, int threads) {
-    int64_t tasks = (int64_t)((bytes + run_bytes - 1) / run_bytes);
-    if (tasks > 2 * (int64_t)threads) tasks = 2 * (int64_t)threads;
-    if (tasks < threads) tasks = threads;
-    if (tasks > units) tasks = units;
-    if (tasks < 1) tasks = 1;
-    return (units + tasks - 1) / tasks;
+/* With one input a matrix is cut into units of about this many bytes (whole 16-row
+ * groups, or KILN_MR rows), which run_stream hands out: small enough that the last
+ * one costs little waiting, large enough that claiming one (a compare-and-swap on a
+ * word no other thread touches until the end) costs nothing. Returns the rows or
+ * groups per unit, at least `min`. */
+#define STREAM_UNIT_BYTES (64u << 10)
+
+static int64_t stream_units(int64_t min, size_t unit_bytes) {
+    const int64_t u = unit_bytes ? (int64_t)(STREAM_UNIT_BYTES / unit_bytes) : 1;
+    return u > min ? u : min;
 }
 
-/* Rows per task: with one input, stream_units_per_task's split; with several, as many
+/* Rows per task: with one input, a stream unit (run_stream); with several, as many
  * rows as keep ~128 KiB of weights in L2, never so many that fewer than 8 tasks remain
  * for the threads, a function of the shapes only (determinism above). Always a
  * multiple of KILN_MR. */
-static int64_t rows_per_task(int64_t m, int64_t n, size_t row_bytes, int threads) {
+static int64_t rows_per_task(int64_t m, int64_t n, size_t row_bytes) {
     int64_t r;
     if (n == 1) {
-        r = stream_units_per_task(m, row_bytes * (size_t)m, STREAM_TASK_BYTES, threads);
+        r = stream_units(1, row_bytes);
         r = (r + KILN_MR - 1) / KILN_MR * KILN_MR;
         return r < KILN_MR ? KILN_MR : r;
     } else {
@@ -390,7 +378,7 @@ typedef struct {
 } mm_part;
 
 static kiln_status plan_x16(const kiln_kernel_table *t, const kiln_tensor *w, const float *x, int64_t n, float *y,
-                            int threads, mm_part *p) {
+                            mm_part *p) {
     if (!t->gemm_x16)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "matmul: packed weights need the kernels they were packed for (%s)",
                          t->name);
@@ -409,12 +397,12 @@ static kiln_status plan_x16(const kiln_kernel_table *t, const kiln_tensor *w, co
                        : w->type == KILN_Q5_0_X16 ? KILN_X16_Q5_0_BLOCK
                                                   : KILN_X16_Q8_0_BLOCK;
     /* With several inputs about 256 KiB of packed weights per task, a chunk reused from
-     * L2 for every input, at least 8 tasks for balance; with one, long runs
-     * (stream_units_per_task). */
-    int64_t per = (int64_t)(STREAM_TASK_BYTES_PACKED / ((size_t)nb * bsz));
+     * L2 for every input, at least 8 tasks for balance; with one, stream units
+     * (run_stream). */
+    int64_t per = (int64_t)(PACKED_TASK_BYTES / ((size_t)nb * bsz));
     if (per < 1) per = 1;
     if (per > (groups + 7) / 8) per = (groups + 7) / 8 > 0 ? (groups + 7) / 8 : 1;
-    if (n == 1) per = stream_units_per_task(groups, (size_t)groups * (size_t)nb * bsz, STREAM_TASK_BYTES_PACKED, threads);
+    if (n == 1) per = stream_units(1, (size_t)nb * bsz);
     p->job.x16 = (x16_job){t, w->type, w->data, (size_t)nb * bsz, per, nb, m, n, NULL, y};
     p->fn = x16_task;
     p->n_tasks = (groups + per - 1) / per;
@@ -455,10 +443,10 @@ static kiln_status plan_bf16_panels(const kiln_kernel_table *t, const kiln_tenso
 }
 
 static kiln_status plan_one(const kiln_kernel_table *t, const kiln_tensor *w, const float *x, int64_t n, float *y,
-                            int threads, mm_part *p) {
+                            mm_part *p) {
     *p = (mm_part){0};
     if (!w) return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: no weight");
-    if (kiln_x16_type(w->type)) return plan_x16(t, w, x, n, y, threads, p);
+    if (kiln_x16_type(w->type)) return plan_x16(t, w, x, n, y, p);
     if (w->type == KILN_F32_P32) return plan_panels(t, w, x, n, y, p);
     if (w->type == KILN_BF16_P32) return plan_bf16_panels(t, w, x, n, y, p);
     kiln_mm_fn mm = kernel_for(t, w->type);
@@ -494,7 +482,7 @@ static kiln_status plan_one(const kiln_kernel_table *t, const kiln_tensor *w, co
     }
     const kiln_kernel_table *ref = kiln_kernels_table(KILN_ISA_REF);
     const bool packed = n >= KILN_PACK_MIN_N && t->gemm16 && ref->row_q8[w->type] && k % KILN_QK8_0 == 0;
-    j->rows_per_task = rows_per_task(m, n, row_bytes, threads);
+    j->rows_per_task = rows_per_task(m, n, row_bytes);
     if (packed) { /* whole groups of 16 rows per task */
         j->rows_per_task = (j->rows_per_task + 15) / 16 * 16;
         j->row_q8 = ref->row_q8[w->type];
@@ -524,6 +512,64 @@ static void multi_task(void *ctx, int64_t i) {
     }
 }
 
+/* ---- matrix-vector products: one contiguous run per thread, the rest stolen ------ */
+
+/* With one input a matmul is a weight stream, and a decode runs hundreds of short
+ * ones per token (TinyLlama's q is 2.4 MB). Handing out fixed tasks in claim order
+ * gives every thread a new run (and a prefetcher restart) per task, and leaves a
+ * thread idle for up to a task at the end. So the units of all parts (stream_units,
+ * ~64 KiB each) are split into one contiguous range per thread; a thread walks its own
+ * range front to back, then takes units from the back of the others' ranges, one at a
+ * time, until none is left. Each thread reads one long run, and the loop ends within
+ * about one unit of each other; a worker that is preempted or late just has its range
+ * taken by the others. Which thread runs a unit changes no output bit (each output
+ * element is computed by the same operations whatever runs it). On Zen 5 with 2
+ * threads, TinyLlama's matrix-vector products as a decode runs them (22 layers x 4
+ * calls, Q4_0; old and new build run back to back, each alternated with one 75 MB
+ * matrix that read 55-62 GB/s) read 45-46 GB/s on average against 41-42 with >= 8
+ * fixed tasks of 256 KiB; whole decodes did not tell them apart in a slow phase of
+ * the machine (both 88-96% of a 36 GB/s probe). Long runs were already known to
+ * matter: 64 KiB tasks had left TinyLlama Q4_0 at 62 tok/s where 256 KiB gave 70-88. */
+#define STREAM_RANGES_MAX 64
+
+typedef struct {
+    multi_job *mj;
+    int ranges;
+    _Atomic uint64_t span[STREAM_RANGES_MAX]; /* per range: next unit << 32 | end */
+} stream_job;
+
+/* Takes the first (front) or the last unit of a range, if any is left. */
+static bool stream_take(_Atomic uint64_t *span, bool front, int64_t *unit) {
+    uint64_t v = atomic_load_explicit(span, memory_order_relaxed);
+    for (;;) {
+        const uint32_t f = (uint32_t)(v >> 32), e = (uint32_t)v;
+        if (f >= e) return false;
+        const uint64_t nv = front ? (uint64_t)(f + 1) << 32 | e : (uint64_t)f << 32 | (e - 1);
+        if (atomic_compare_exchange_weak(span, &v, nv)) {
+            *unit = front ? f : e - 1;
+            return true;
+        }
+    }
+}
+
+static void stream_task(void *ctx, int64_t r) {
+    stream_job *sj = ctx;
+    int64_t u;
+    while (stream_take(&sj->span[r], true, &u)) multi_task(sj->mj, u);
+    for (int o = 1; o < sj->ranges; o++)
+        while (stream_take(&sj->span[(r + o) % sj->ranges], false, &u)) multi_task(sj->mj, u);
+}
+
+static void run_stream(kiln_pool *pool, multi_job *mj, int64_t units) {
+    int ranges = pool ? kiln_pool_size(pool) : 1;
+    if (ranges > STREAM_RANGES_MAX) ranges = STREAM_RANGES_MAX;
+    if (ranges > units) ranges = (int)units;
+    stream_job sj = {.mj = mj, .ranges = ranges};
+    for (int r = 0; r < ranges; r++)
+        atomic_init(&sj.span[r], (uint64_t)(units * r / ranges) << 32 | (uint64_t)(units * (r + 1) / ranges));
+    kiln_pool_for(pool, ranges, stream_task, &sj);
+}
+
 kiln_status kiln_matmul_many_with(const kiln_kernel_table *t, int count, const kiln_tensor *const *w, const float *x,
                                   int64_t n, float *const *y, kiln_pool *pool) {
     if (!t || !w || !y || count < 1 || count > KILN_MATMUL_MAX)
@@ -531,9 +577,8 @@ kiln_status kiln_matmul_many_with(const kiln_kernel_table *t, int count, const k
     mm_part parts[KILN_MATMUL_MAX];
     bool quantized = false, bf16 = false;
     int64_t k = -1, total = 0;
-    const int threads = pool ? kiln_pool_size(pool) : 1;
     for (int i = 0; i < count; i++) {
-        kiln_status st = plan_one(t, w[i], x, n, y[i], threads, &parts[i]);
+        kiln_status st = plan_one(t, w[i], x, n, y[i], &parts[i]);
         if (st) return st;
         if (parts[i].n_tasks == 0) continue;
         if (k >= 0 && w[i]->ne[0] != k)
@@ -571,6 +616,7 @@ kiln_status kiln_matmul_many_with(const kiln_kernel_table *t, int count, const k
     kiln_status st = KILN_OK;
     void *packs[KILN_MATMUL_MAX] = {0};
     if (ts.bytes) {
+        const int64_t threads = pool ? kiln_pool_size(pool) : 1;
         ts.n = (int)(threads < scratch_tasks ? threads : scratch_tasks);
         if (ts.n > SCRATCH_SLOTS) ts.n = SCRATCH_SLOTS;
         size_t all;
@@ -595,7 +641,13 @@ kiln_status kiln_matmul_many_with(const kiln_kernel_table *t, int count, const k
     }
     if (!st) {
         multi_job mj = {parts, count};
-        kiln_pool_for(pool, total, multi_task, &mj);
+        bool stream = n == 1 && total < ((int64_t)1 << 32);
+        for (int i = 0; i < count; i++)
+            stream &= !parts[i].n_tasks || parts[i].fn == x16_task || parts[i].fn == mm_task;
+        if (stream)
+            run_stream(pool, &mj, total);
+        else
+            kiln_pool_for(pool, total, multi_task, &mj);
     }
     for (int i = 0; i < count; i++) free(packs[i]);
     free(ts.mem);
