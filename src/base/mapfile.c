@@ -2,10 +2,12 @@
  * mapfile.c — mmap of model files and whole-file reads of small text files.
  */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* madvise */
 #include "mapfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +55,15 @@ void kiln_mapfile_close(kiln_mapfile *mf) {
     if (mf->data) munmap((void *)mf->data, mf->size);
     free(mf->path);
     memset(mf, 0, sizeof *mf);
+}
+
+bool kiln_mapfile_release(const kiln_mapfile *mf, const void *p, size_t n) {
+    const uintptr_t b = (uintptr_t)mf->data, e = b + mf->size, s = (uintptr_t)p;
+    if (!mf->data || s < b || s > e || n > e - s) return false;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = (s + page - 1) / page * page, hi = (s + n) / page * page;
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    return true;
 }
 
 kiln_status kiln_read_file(const char *path, size_t max_size, char **out, size_t *len) {

@@ -8,6 +8,7 @@
 #ifndef KILN_BASE_MAPFILE_H
 #define KILN_BASE_MAPFILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,13 @@ typedef struct {
  * failure returns KILN_ERR_IO with a message naming the file. */
 kiln_status kiln_mapfile_open(const char *path, kiln_mapfile *mf);
 void kiln_mapfile_close(kiln_mapfile *mf);
+
+/* If [p, p + n) lies inside mf's mapping, drops the whole pages inside it from this
+ * process (MADV_DONTNEED: the mapping is private and read-only, so reading them again
+ * faults the same bytes back in from the file, usually from the page cache) and
+ * returns true; otherwise touches nothing and returns false. For weights a copy has
+ * replaced, so they are not counted twice in the resident memory. */
+bool kiln_mapfile_release(const kiln_mapfile *mf, const void *p, size_t n);
 
 /* Reads a whole (small) file into a malloc'd NUL-terminated buffer; refuses files
  * over max_size bytes. *out is owned by the caller. */

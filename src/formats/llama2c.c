@@ -245,6 +245,7 @@ kiln_status kiln_llama2c_open(const char *path, kiln_llama2c **out) {
 
 const kiln_llama2c_config *kiln_llama2c_config_get(const kiln_llama2c *m) { return &m->cfg; }
 const kiln_weight_list *kiln_llama2c_weights(const kiln_llama2c *m) { return &m->w; }
+const kiln_mapfile *kiln_llama2c_map(const kiln_llama2c *m) { return &m->map; }
 
 uint64_t kiln_llama2c_offset(const kiln_llama2c *m, size_t i) {
     return (uint64_t)((const uint8_t *)m->w.items[i].t.data - m->map.data);

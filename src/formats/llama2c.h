@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/mapfile.h"
 #include "formats/weights.h"
 
 typedef struct {
@@ -42,6 +43,8 @@ kiln_status kiln_llama2c_open(const char *path, kiln_llama2c **out);
 bool kiln_llama2c_sniff(const void *head, size_t n);
 
 const kiln_llama2c_config *kiln_llama2c_config_get(const kiln_llama2c *m);
+/* The checkpoint's mapping (the weights' views point into it). */
+const kiln_mapfile *kiln_llama2c_map(const kiln_llama2c *m);
 /* The named views; valid until close. */
 const kiln_weight_list *kiln_llama2c_weights(const kiln_llama2c *m);
 /* Byte offset in the file of weight i's data (i < n). */

@@ -460,6 +460,7 @@ void kiln_safetensors_metadata_at(const kiln_safetensors *st, size_t i, const ch
 
 size_t kiln_safetensors_n_files(const kiln_safetensors *st) { return st->n_files; }
 const char *kiln_safetensors_file(const kiln_safetensors *st, size_t i) { return st->files[i].path; }
+const kiln_mapfile *kiln_safetensors_map(const kiln_safetensors *st, size_t i) { return &st->files[i]; }
 
 void kiln_safetensors_locate(const kiln_safetensors *st, size_t i, size_t *file, uint64_t *offset) {
     *file = st->w_file[i];

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/mapfile.h"
 #include "formats/weights.h"
 
 typedef struct kiln_safetensors kiln_safetensors; /* holds the mappings */
@@ -42,6 +43,9 @@ const char *kiln_safetensors_metadata(const kiln_safetensors *st, const char *ke
 /* Number of __metadata__ entries of the first file, and entry i (i < count). */
 size_t kiln_safetensors_metadata_count(const kiln_safetensors *st);
 void kiln_safetensors_metadata_at(const kiln_safetensors *st, size_t i, const char **key, const char **value);
+
+/* The mapping of file i (i < kiln_safetensors_n_files). */
+const kiln_mapfile *kiln_safetensors_map(const kiln_safetensors *st, size_t i);
 
 /* Number of files (1 unless sharded) and the path of file i. */
 size_t kiln_safetensors_n_files(const kiln_safetensors *st);

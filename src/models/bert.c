@@ -61,7 +61,7 @@ static kiln_status pack_weights(kiln_bert *m) {
         const kiln_tensor **s[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_up, &L->w_down};
         for (int k = 0; k < per_layer; k++) slots[l * per_layer + k] = s[k];
     }
-    kiln_status st = kiln_pack_matrices((const kiln_tensor **const *)slots, n, KILN_PANELS_F32, m->pool, &m->packed);
+    kiln_status st = kiln_pack_matrices((const kiln_tensor **const *)slots, n, KILN_PANELS_F32, NULL, m->pool, &m->packed);
     free(slots);
     return st;
 }

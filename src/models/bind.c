@@ -84,6 +84,7 @@ kiln_status kiln_bind_table_check(const kiln_tensor *t, const char *path, const 
 
 typedef struct {
     kiln_panel_mode panels;
+    const kiln_weight_files *files;
     const kiln_tensor **slot;
     kiln_tensor packed;
     void *mem;
@@ -99,13 +100,18 @@ static void pack_task(void *ctx, int64_t i) {
         it->st = kiln_weight_pack_panels(*it->slot, &it->packed, &it->mem);
     if (it->st == KILN_ERR_UNSUPPORTED && it->panels == KILN_PANELS_NONE)
         it->st = kiln_weight_copy_large(*it->slot, &it->packed, &it->mem);
-    /* the copy replaces the file's bytes (a tied token embedding still gathers rows) */
+    if (it->st != KILN_OK) return;
+    /* the copy replaces the file's bytes: give their pages back (a tied token
+     * embedding still gathers rows from them, faulting the few it reads back in) */
     const kiln_tensor *w = *it->slot;
-    if (it->st == KILN_OK) kiln_advise_cold(w->data, (size_t)w->ne[1] * w->nb[1]);
+    const size_t bytes = (size_t)w->ne[1] * w->nb[1];
+    for (size_t f = 0; it->files && f < it->files->n; f++)
+        if (kiln_mapfile_release(it->files->maps[f], w->data, bytes)) return;
+    kiln_advise_cold(w->data, bytes);
 }
 
-kiln_status kiln_pack_matrices(const kiln_tensor **const *slots, int n, kiln_panel_mode mode, kiln_pool *pool,
-                               kiln_packed_set *out) {
+kiln_status kiln_pack_matrices(const kiln_tensor **const *slots, int n, kiln_panel_mode mode,
+                               const kiln_weight_files *files, kiln_pool *pool, kiln_packed_set *out) {
     pack_item *items = calloc((size_t)n + 1, sizeof *items);
     out->t = calloc((size_t)n + 1, sizeof *out->t);
     out->mem = calloc((size_t)n + 1, sizeof *out->mem);
@@ -115,7 +121,7 @@ kiln_status kiln_pack_matrices(const kiln_tensor **const *slots, int n, kiln_pan
     }
     int n_items = 0;
     for (int i = 0; i < n; i++)
-        if (slots[i] && *slots[i]) items[n_items++] = (pack_item){.panels = mode, .slot = slots[i]};
+        if (slots[i] && *slots[i]) items[n_items++] = (pack_item){.panels = mode, .files = files, .slot = slots[i]};
     kiln_pool_for(pool, n_items, pack_task, items);
     kiln_status st = KILN_OK;
     for (int i = 0; i < n_items; i++) {

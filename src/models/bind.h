@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "base/mapfile.h"
 #include "base/threadpool.h"
 #include "tensor/tensor.h"
 
@@ -54,6 +55,15 @@ typedef struct {
     int n;
 } kiln_packed_set;
 
+/* The file mappings a model's weights point into (NULL: not known). A matrix that
+ * kiln_pack_matrices replaces by a copy gives its pages back to the OS where it lies
+ * in one of them (kiln_mapfile_release), so the weights are not resident twice;
+ * elsewhere its pages are only advised cold. */
+typedef struct {
+    const kiln_mapfile *const *maps;
+    size_t n;
+} kiln_weight_files;
+
 /* What kiln_pack_matrices does with float (F32, F16, BF16) matrices. */
 typedef enum {
     KILN_PANELS_NONE, /* leave them as they are (decoders: one row at a time) */
@@ -65,8 +75,8 @@ typedef enum {
  * parallel one task each, and points the slot at the packed copy kept in out. Types
  * the kernels leave as they are keep their slot; float matrices go as mode says.
  * KILN_ERR_NOMEM on failure (slots packed so far stay valid and are freed with out). */
-kiln_status kiln_pack_matrices(const kiln_tensor **const *slots, int n, kiln_panel_mode mode, kiln_pool *pool,
-                               kiln_packed_set *out);
+kiln_status kiln_pack_matrices(const kiln_tensor **const *slots, int n, kiln_panel_mode mode,
+                               const kiln_weight_files *files, kiln_pool *pool, kiln_packed_set *out);
 
 /* Frees the packed copies. This function can't fail. */
 void kiln_packed_set_free(kiln_packed_set *s);

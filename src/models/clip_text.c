@@ -66,7 +66,7 @@ static kiln_status pack_weights(kiln_clip_text *m) {
         for (int k = 0; k < per_layer; k++) slots[l * per_layer + k] = s[k];
     }
     slots[n - 1] = m->proj ? &m->proj : NULL;
-    kiln_status st = kiln_pack_matrices((const kiln_tensor **const *)slots, n, KILN_PANELS_F32, m->pool, &m->packed);
+    kiln_status st = kiln_pack_matrices((const kiln_tensor **const *)slots, n, KILN_PANELS_F32, NULL, m->pool, &m->packed);
     free(slots);
     return st;
 }

@@ -70,9 +70,10 @@ static kiln_status alloc_runtime(kiln_llama *m, size_t limit) {
  * (kernels.h: kiln_weight_pack; Q4_0, Q8_0, Q4_K, Q6_K on AVX2 and AVX-512), and copies
  * the other large ones as they are (kiln_weight_copy_large): both land on 2 MiB pages,
  * so token generation streams weights at memory bandwidth instead of walking the file
- * mapping's 4 KiB pages. The token embedding keeps its file layout (rows are
- * gathered); a tied output matrix gets its own copy. The matrices are packed in
- * parallel, one task each. */
+ * mapping's 4 KiB pages, and the file pages they replace are given back, so the weights
+ * are resident once. The token embedding keeps its file layout (rows are gathered); a
+ * tied output matrix gets its own copy. The matrices are packed in parallel, one
+ * task each. */
 static kiln_status pack_weights(kiln_llama *m) {
     const int per_layer = 7, n = m->cfg.n_layer * per_layer + 1;
     const kiln_tensor ***slots = calloc((size_t)n, sizeof *slots);
@@ -83,7 +84,21 @@ static kiln_status pack_weights(kiln_llama *m) {
         for (int k = 0; k < per_layer; k++) slots[l * per_layer + k] = s[k];
     }
     slots[n - 1] = &m->output;
-    kiln_status st = kiln_pack_matrices((const kiln_tensor **const *)slots, n, KILN_PANELS_NONE, m->pool, &m->packed);
+    /* the mappings the weights point into, so the replaced pages are given back */
+    size_t n_maps = m->st ? kiln_safetensors_n_files(m->st) : 1;
+    const kiln_mapfile **maps = calloc(n_maps, sizeof *maps);
+    if (!maps && n_maps) {
+        free(slots);
+        return kiln_fail(KILN_ERR_NOMEM, "out of memory");
+    }
+    if (m->gguf) maps[0] = &m->gguf->map;
+    else if (m->l2c) maps[0] = kiln_llama2c_map(m->l2c);
+    else
+        for (size_t i = 0; i < n_maps; i++) maps[i] = kiln_safetensors_map(m->st, i);
+    const kiln_weight_files files = {maps, n_maps};
+    kiln_status st =
+        kiln_pack_matrices((const kiln_tensor **const *)slots, n, KILN_PANELS_NONE, &files, m->pool, &m->packed);
+    free(maps);
     free(slots);
     return st;
 }

@@ -93,7 +93,7 @@ kiln_status sd_owned_pack(sd_owned *o, bool bf16, kiln_pool *pool) {
     kiln_status st = prepare_convs(o, pool);
     if (st || !o->n_slots) return st;
     st = kiln_pack_matrices((const kiln_tensor **const *)o->slots, o->n_slots,
-                                        bf16 ? KILN_PANELS_BF16 : KILN_PANELS_F32, pool, &o->packed);
+                                        bf16 ? KILN_PANELS_BF16 : KILN_PANELS_F32, NULL, pool, &o->packed);
     free(o->slots);
     o->slots = NULL;
     o->n_slots = o->cap_slots = 0;
