@@ -315,6 +315,42 @@ static void gemm16(int64_t nb, const kiln_packed16 *p, int nr, const kiln_act *x
 
 /* ---- weights packed at load (kernels/pack.c) ------------------------------------ */
 
+/* A 64-byte load the compiler may not repeat. Left alone, GCC folds the load of a
+ * weight vector into each instruction that splits it (the AND and the shift of the
+ * nibbles, Q6_K's three shifts), so the vector is read two to four times; Zen 4 does
+ * one 512-bit load per cycle (measured), so with one input the repeated loads compete
+ * with the 8 activation broadcasts and the scales for the load pipes. */
+INLINE __m512i load_once(const uint8_t *p) {
+    __m512i v = _mm512_loadu_si512((const void *)p);
+    __asm__("" : "+v"(v));
+    return v;
+}
+
+/* The high nibbles of v's bytes: moved to bits 0-3 (a shift and an AND), or, with
+ * in_place, left at bits 4-7 (one AND), so that each of their products is exactly 16
+ * times the nibble's and nibble_dots corrects the sum once. With one input that saves
+ * three vector ops per block of 16 rows (shifts use only two of Zen 4's four vector
+ * pipes); with several inputs the shifts are shared and the corrections are not. */
+#define HI_IN_PLACE(in_place, v)                                                                                       \
+    ((in_place) ? _mm512_and_si512((v), _mm512_set1_epi8((char)0xf0))                                                 \
+                : _mm512_and_si512(_mm512_srli_epi16((v), 4), _mm512_set1_epi8(0x0f)))
+
+/* init + the int32 dot products of the 8 weight vectors of one block with the block's
+ * 32 input quants (4 per vpdpbusd). With hi_in_place (HI_IN_PLACE) wv[4..7] hold
+ * 16 * q: their products go to a second sum, a multiple of 16 that an arithmetic
+ * shift divides exactly (|sum| <= 240 * 127 * 16, far inside int32); the two chains
+ * also halve the dependent vpdpbusd latency. Integer sums: the same bits either way. */
+INLINE __m512i nibble_dots(bool hi_in_place, __m512i init, const __m512i wv[8], const int8_t *xq) {
+    __m512i lo = init, hi = _mm512_setzero_si512();
+    UNROLL for (int gi = 0; gi < 8; gi++) {
+        int32_t xg;
+        memcpy(&xg, xq + gi * 4, 4);
+        if (hi_in_place && gi >= 4) hi = _mm512_dpbusd_epi32(hi, wv[gi], _mm512_set1_epi32(xg));
+        else lo = _mm512_dpbusd_epi32(lo, wv[gi], _mm512_set1_epi32(xg));
+    }
+    return hi_in_place ? _mm512_add_epi32(lo, _mm512_srai_epi32(hi, 4)) : lo;
+}
+
 /* 16 packed rows x NC inputs, the same arithmetic as gemm16_tile: per block the
  * int32 lanes start at -offset * (the input's block sum) (offset 8 for Q4_0's raw
  * nibbles, 16 for Q5_0's 5-bit quants, 128 for Q8_0's shifted quants), gather 8
@@ -337,9 +373,9 @@ INLINE void x16_tile(int KIND, int NC, int64_t nb, const uint8_t *g, int nr, con
         __m512i wv[8];
         if (KIND != X_Q8) {
             UNROLL for (int h = 0; h < 4; h++) {
-                const __m512i v = _mm512_loadu_si512((const void *)(blk + 32 + h * 64));
+                const __m512i v = load_once(blk + 32 + h * 64);
                 wv[h] = _mm512_and_si512(v, lo4);
-                wv[h + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
+                wv[h + 4] = HI_IN_PLACE(KIND == X_Q4 && NC == 1, v);
             }
             if (KIND == X_Q5)
                 UNROLL for (int gi = 0; gi < 8; gi++) {
@@ -352,12 +388,9 @@ INLINE void x16_tile(int KIND, int NC, int64_t nb, const uint8_t *g, int nr, con
         }
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)blk));
         UNROLL for (int c = 0; c < NC; c++) {
-            __m512i isum = _mm512_set1_epi32(off * (xs[c][2 * b] + xs[c][2 * b + 1]));
-            UNROLL for (int gi = 0; gi < 8; gi++) {
-                int32_t xg;
-                memcpy(&xg, xq[c] + b * 32 + gi * 4, 4);
-                isum = _mm512_dpbusd_epi32(isum, wv[gi], _mm512_set1_epi32(xg));
-            }
+            const __m512i isum = nibble_dots(KIND == X_Q4 && NC == 1,
+                                             _mm512_set1_epi32(off * (xs[c][2 * b] + xs[c][2 * b + 1])), wv,
+                                             xq[c] + b * 32);
             acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(xd[c][b])), acc[c]);
         }
     }
@@ -389,18 +422,13 @@ INLINE void x16_q4k_tile(int NC, int64_t nsb, const uint8_t *g, int nr, const ki
             const uint8_t *nb = blk + 320 + j * 256;
             __m512i wv[8];
             UNROLL for (int h = 0; h < 4; h++) {
-                const __m512i v = _mm512_loadu_si512((const void *)(nb + h * 64));
+                const __m512i v = load_once(nb + h * 64);
                 wv[h] = _mm512_and_si512(v, lo4);
-                wv[h + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4);
+                wv[h + 4] = HI_IN_PLACE(NC == 1, v);
             }
             const int64_t b = sb * 8 + j; /* the activation block of this sub-block */
             UNROLL for (int c = 0; c < NC; c++) {
-                __m512i isum = _mm512_setzero_si512();
-                UNROLL for (int gi = 0; gi < 8; gi++) {
-                    int32_t xg;
-                    memcpy(&xg, xq[c] + b * 32 + gi * 4, 4);
-                    isum = _mm512_dpbusd_epi32(isum, wv[gi], _mm512_set1_epi32(xg));
-                }
+                const __m512i isum = nibble_dots(NC == 1, _mm512_setzero_si512(), wv, xq[c] + b * 32);
                 const float dx = xd[c][b];
                 acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(sc, _mm512_set1_ps(dx)), acc[c]);
                 const float sx = dx * (float)(xs[c][2 * b] + xs[c][2 * b + 1]);
@@ -444,9 +472,9 @@ INLINE void x16_q6k_tile(int NC, int64_t nsb, const uint8_t *g, int nr, const ki
                                                     (const __m128i *)(const void *)(blk + 32 + 32 * bb + 16)))));
             const uint8_t *lo = blk + 288 + (size_t)bb * 384, *hi = lo + 256;
             __m512i wv[8];
-            const __m512i h0 = _mm512_loadu_si512((const void *)hi), h1 = _mm512_loadu_si512((const void *)(hi + 64));
+            const __m512i h0 = load_once(hi), h1 = load_once(hi + 64);
             UNROLL for (int h = 0; h < 4; h++) {
-                const __m512i v = _mm512_loadu_si512((const void *)(lo + h * 64));
+                const __m512i v = load_once(lo + h * 64);
                 /* bit pair h of each byte moved to bits 4-5 by one 16-bit shift (bits 4-5 of
                  * a byte come from the same byte for shifts of 4 left .. 2 right) */
                 const __m512i a = _mm512_and_si512(shift_pair(h0, h), hi2);
