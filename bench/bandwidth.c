@@ -7,7 +7,7 @@
  * is reported in GB/s (10^9 bytes/s). This is the ceiling token generation runs into:
  * bench/roofline.sh divides the bytes kiln reads per token by it, so the probe must
  * not understate it: every pass is run twice, with the loads alone and with a
- * software prefetch 2 KiB ahead of them (on a Zen 5 VM the prefetched loop read
+ * software prefetch 2 KiB ahead of them (on a Zen 4 VM the prefetched loop read
  * 62-64 GB/s with 2 threads where the plain one read 51-59), and the buffer is on
  * 2 MiB pages where the OS gives them (as kiln's weights are; --small-pages: 4 KiB).
  *

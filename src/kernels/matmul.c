@@ -523,7 +523,7 @@ static void multi_task(void *ctx, int64_t i) {
  * time, until none is left. Each thread reads one long run, and the loop ends within
  * about one unit of each other; a worker that is preempted or late just has its range
  * taken by the others. Which thread runs a unit changes no output bit (each output
- * element is computed by the same operations whatever runs it). On Zen 5 with 2
+ * element is computed by the same operations whatever runs it). On Zen 4 with 2
  * threads, TinyLlama's matrix-vector products as a decode runs them (22 layers x 4
  * calls, Q4_0; old and new build run back to back, each alternated with one 75 MB
  * matrix that read 55-62 GB/s) read 45-46 GB/s on average against 41-42 with >= 8
