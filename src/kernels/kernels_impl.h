@@ -150,18 +150,24 @@ typedef void (*kiln_gemmx_fn)(kiln_dtype type, int64_t nb, const uint8_t *g, int
  * the fifth bit of element 4g + e of row r, i.e. of byte 4r + e of the kernel's weight
  * vector g (nibble vector g % 4, low half for g < 4, high half above). */
 #define KILN_X16_Q5_0_BLOCK (32 + 256 + 64)
+/* Q5_K: the Q4_K header, then per sub-block of 32 its Q4_0-style nibbles and its 8
+ * fifth-bit masks as Q5_0 has them. */
+#define KILN_X16_Q5_K_BLOCK (64 + 256 + 8 * (256 + 64))
 static inline bool kiln_x16_type(kiln_dtype t) {
     return t == KILN_Q4_0_X16 || t == KILN_Q8_0_X16 || t == KILN_Q4_K_X16 || t == KILN_Q6_K_X16 ||
-           t == KILN_Q5_0_X16;
+           t == KILN_Q5_0_X16 || t == KILN_Q5_K_X16;
 }
-static inline bool kiln_x16_superblock(kiln_dtype t) { return t == KILN_Q4_K_X16 || t == KILN_Q6_K_X16; }
+static inline bool kiln_x16_superblock(kiln_dtype t) {
+    return t == KILN_Q4_K_X16 || t == KILN_Q6_K_X16 || t == KILN_Q5_K_X16;
+}
 
 typedef struct {
     const char *name;
     /* kernel for packed weights (NULL: this level has none, nothing is packed) and
-     * whether it reads KILN_Q5_0_X16 too (it uses mask registers: AVX-512 only) */
+     * whether it reads the types with fifth-bit masks too, KILN_Q5_0_X16 and
+     * KILN_Q5_K_X16 (mask registers: AVX-512 only) */
     kiln_gemmx_fn gemm_x16;
-    bool x16_q5_0;
+    bool x16_five;
     /* packed prompt GEMM (NULL: not at this level) and the row converters it needs
      * (reference level; NULL for types it does not cover) */
     kiln_gemm16_fn gemm16;

@@ -18,6 +18,9 @@
  *         sub-block 2c in the low nibbles and 2c+1 in the high nibbles of the same 32
  *         bytes; they are regrouped so each sub-block reads like a Q4_0 block).
  *         4.625 bits per weight (Q4_K: 4.5).
+ *   Q5_K: as Q4_K, each sub-block's nibbles followed by its fifth bits as Q5_0's 8
+ *         masks of 64 bits (bit 4r + e of mask g: element 4g + e of row r). 5.625 bits
+ *         per weight (Q5_K: 5.5). AVX-512 only (the masks are mask registers).
  *   Q6_K: per super-block of 256: 16 fp16 d, then 16 sub-blocks x 16 rows of int8
  *         scales, then per block of 32 elements the unsigned 6-bit quants (q + 32):
  *         4 low-nibble vectors as for Q4_0, and 2 vectors of 2-bit high parts (vector
@@ -36,12 +39,22 @@
 #include "kernels/kernels_impl.h"
 #include "kernels/ref/kquant_fit.h"
 
-/* One row of a Q4_K matrix into lane `lane` of its group. */
-static void pack_q4k_row(const uint8_t *row, int64_t nsb, uint8_t *g, int lane) {
+/* One row of a Q4_K (five: Q5_K) matrix into lane `lane` of its group. */
+static void pack_qk_row(const uint8_t *row, int64_t nsb, uint8_t *g, int lane, bool five) {
+    const size_t in_bytes = five ? sizeof(kiln_block_q5_k) : sizeof(kiln_block_q4_k);
+    const size_t sub = five ? 256 + 64 : 256;
     for (int64_t b = 0; b < nsb; b++) {
-        kiln_block_q4_k blk;
-        memcpy(&blk, row + (size_t)b * sizeof blk, sizeof blk);
-        uint8_t *o = g + (size_t)b * KILN_X16_Q4_K_BLOCK;
+        kiln_block_q5_k blk; /* Q4_K: the same fields less qh */
+        if (five) {
+            memcpy(&blk, row + (size_t)b * in_bytes, sizeof blk);
+        } else {
+            kiln_block_q4_k b4;
+            memcpy(&b4, row + (size_t)b * in_bytes, sizeof b4);
+            blk.d = b4.d, blk.dmin = b4.dmin;
+            memcpy(blk.scales, b4.scales, sizeof blk.scales);
+            memcpy(blk.qs, b4.qs, sizeof blk.qs);
+        }
+        uint8_t *o = g + (size_t)b * (five ? KILN_X16_Q5_K_BLOCK : KILN_X16_Q4_K_BLOCK);
         memcpy(o + 2 * lane, &blk.d, 2);
         memcpy(o + 32 + 2 * lane, &blk.dmin, 2);
         uint8_t sc[8], mn[8];
@@ -56,8 +69,14 @@ static void pack_q4k_row(const uint8_t *row, int64_t nsb, uint8_t *g, int lane) 
             uint8_t nib[32], bytes[16];
             for (int e = 0; e < 32; e++) nib[e] = (uint8_t)((j & 1) ? src[e] >> 4 : src[e] & 0x0f);
             for (int e = 0; e < 16; e++) bytes[e] = (uint8_t)(nib[e] | nib[e + 16] << 4); /* as Q4_0 stores them */
-            uint8_t *sb = o + 320 + (size_t)j * 256;
+            uint8_t *sb = o + 320 + (size_t)j * sub;
             for (int h = 0; h < 4; h++) memcpy(sb + h * 64 + lane * 4, bytes + 4 * h, 4);
+            if (five) /* element e's fifth bit is bit j of qh[e]; masks as Q5_0's */
+                for (int e = 0; e < 32; e++)
+                    if (blk.qh[e] >> j & 1) {
+                        const int bit = lane * 4 + e % 4;
+                        sb[256 + (e / 4) * 8 + bit / 8] |= (uint8_t)(1u << (bit % 8));
+                    }
         }
     }
 }
@@ -101,18 +120,19 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
     const kiln_kernel_table *t = kiln_kernels_current();
     if (!t->gemm_x16 || !w ||
         (w->type != KILN_Q4_0 && w->type != KILN_Q8_0 && w->type != KILN_Q4_K && w->type != KILN_Q6_K &&
-         (w->type != KILN_Q5_0 || !t->x16_q5_0)) ||
+         ((w->type != KILN_Q5_0 && w->type != KILN_Q5_K) || !t->x16_five)) ||
         w->ne[2] != 1 || w->ne[3] != 1)
         return KILN_ERR_UNSUPPORTED;
     const bool q4 = w->type == KILN_Q4_0, q4k = w->type == KILN_Q4_K, q6k = w->type == KILN_Q6_K;
-    const bool q5 = w->type == KILN_Q5_0;
+    const bool q5 = w->type == KILN_Q5_0, q5k = w->type == KILN_Q5_K;
     const int64_t k = w->ne[0], m = w->ne[1];
     size_t row_bytes;
     if (k <= 0 || m <= 0 || !kiln_dtype_row_bytes(w->type, k, &row_bytes) || w->nb[1] < row_bytes || !w->data)
         return KILN_ERR_UNSUPPORTED;
-    const int64_t nb = q4k || q6k ? k / 256 : k / 32, groups = (m + 15) / 16;
+    const int64_t nb = q4k || q5k || q6k ? k / 256 : k / 32, groups = (m + 15) / 16;
     const size_t bsz = q6k   ? KILN_X16_Q6_K_BLOCK
                        : q4k ? KILN_X16_Q4_K_BLOCK
+                       : q5k ? KILN_X16_Q5_K_BLOCK
                        : q4  ? KILN_X16_Q4_0_BLOCK
                        : q5  ? KILN_X16_Q5_0_BLOCK
                              : KILN_X16_Q8_0_BLOCK;
@@ -127,8 +147,12 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
         const uint8_t *row = src + (size_t)r * w->nb[1];
         uint8_t *g = p + (size_t)(r / 16) * (size_t)nb * bsz;
         const int lane = (int)(r % 16);
-        if (q4k || q6k) {
-            (q4k ? pack_q4k_row : pack_q6k_row)(row, nb, g, lane);
+        if (q4k || q5k) {
+            pack_qk_row(row, nb, g, lane, q5k);
+            continue;
+        }
+        if (q6k) {
+            pack_q6k_row(row, nb, g, lane);
             continue;
         }
         for (int64_t b = 0; b < nb; b++) {
@@ -159,7 +183,12 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
     /* Rows of zero-scale padding must not hold the 128 offset of Q8_0 wrongly: their
      * quants are 0 (not 128), but their scale is 0, so they add nothing. */
     memset(out, 0, sizeof *out);
-    out->type = q6k ? KILN_Q6_K_X16 : q4k ? KILN_Q4_K_X16 : q4 ? KILN_Q4_0_X16 : q5 ? KILN_Q5_0_X16 : KILN_Q8_0_X16;
+    out->type = q6k   ? KILN_Q6_K_X16
+                : q4k ? KILN_Q4_K_X16
+                : q5k ? KILN_Q5_K_X16
+                : q4  ? KILN_Q4_0_X16
+                : q5  ? KILN_Q5_0_X16
+                      : KILN_Q8_0_X16;
     out->n_dims = 2;
     out->ne[0] = k, out->ne[1] = m, out->ne[2] = 1, out->ne[3] = 1;
     out->nb[0] = 1, out->nb[1] = (size_t)nb * bsz / 16; /* informative: bytes per row on average */

@@ -397,21 +397,23 @@ INLINE void x16_tile(int KIND, int NC, int64_t nb, const uint8_t *g, int nr, con
     tile_store(NC, &in, nr, y, ldy);
 }
 
-/* Q4_K packed (pack.c): per sub-block of 32 the nibbles are a Q4_0 block (unsigned
- * q, no offset); per output element and sub-block j, in order:
+/* Q4_K / Q5_K packed (pack.c): per sub-block of 32 the nibbles are a Q4_0 block
+ * (unsigned q, no offset), for Q5_K followed by the fifth bits as Q5_0's 8 masks (a
+ * masked add of 16); per output element and sub-block j, in order:
  *   acc = fma(float(isum_j), (d * sc_j) * d_x, acc);  acc = fma(-(dmin * m_j), d_x * sum_x, acc)
  * d * sc_j and dmin * m_j are exact in float (an fp16 times a 6-bit integer). */
-INLINE void x16_q4k_tile(int NC, int64_t nsb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0, float *y,
-                         size_t ldy) {
+INLINE void x16_qk_tile(int FIVE, int NC, int64_t nsb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0,
+                        float *y, size_t ldy) {
     tile_in in;
     tile_in_init(NC, &in, x, i0);
     __m512 *acc = in.acc;
     const int8_t *const *xq = in.xq;
     const float *const *xd = in.xd;
     const int16_t *const *xs = in.xs;
-    const __m512i lo4 = _mm512_set1_epi8(0x0f);
+    const __m512i lo4 = _mm512_set1_epi8(0x0f), sixteen = _mm512_set1_epi8(16);
+    const size_t bsz = FIVE ? KILN_X16_Q5_K_BLOCK : KILN_X16_Q4_K_BLOCK, sub = FIVE ? 256 + 64 : 256;
     for (int64_t sb = 0; sb < nsb; sb++) {
-        const uint8_t *blk = g + (size_t)sb * KILN_X16_Q4_K_BLOCK;
+        const uint8_t *blk = g + (size_t)sb * bsz;
         const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)blk));
         const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 32)));
         for (int j = 0; j < 8; j++) {
@@ -419,16 +421,22 @@ INLINE void x16_q4k_tile(int NC, int64_t nsb, const uint8_t *g, int nr, const ki
                 d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(blk + 64 + j * 16)))));
             const __m512 mn = _mm512_mul_ps(
                 dmin, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(blk + 192 + j * 16)))));
-            const uint8_t *nb = blk + 320 + j * 256;
+            const uint8_t *nb = blk + 320 + j * sub;
             __m512i wv[8];
             UNROLL for (int h = 0; h < 4; h++) {
                 const __m512i v = load_once(nb + h * 64);
                 wv[h] = _mm512_and_si512(v, lo4);
-                wv[h + 4] = HI_IN_PLACE(NC == 1, v);
+                wv[h + 4] = HI_IN_PLACE(!FIVE && NC == 1, v);
             }
+            if (FIVE)
+                UNROLL for (int gi = 0; gi < 8; gi++) {
+                    uint64_t mk;
+                    memcpy(&mk, nb + 256 + 8 * gi, 8);
+                    wv[gi] = _mm512_mask_add_epi8(wv[gi], (__mmask64)mk, wv[gi], sixteen);
+                }
             const int64_t b = sb * 8 + j; /* the activation block of this sub-block */
             UNROLL for (int c = 0; c < NC; c++) {
-                const __m512i isum = nibble_dots(NC == 1, _mm512_setzero_si512(), wv, xq[c] + b * 32);
+                const __m512i isum = nibble_dots(!FIVE && NC == 1, _mm512_setzero_si512(), wv, xq[c] + b * 32);
                 const float dx = xd[c][b];
                 acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(sc, _mm512_set1_ps(dx)), acc[c]);
                 const float sx = dx * (float)(xs[c][2 * b] + xs[c][2 * b + 1]);
@@ -505,13 +513,17 @@ INLINE void x16_q6k_tile(int NC, int64_t nsb, const uint8_t *g, int nr, const ki
 #define x16_tile_q4(NC, ...) x16_tile(X_Q4, NC, __VA_ARGS__)
 #define x16_tile_q5(NC, ...) x16_tile(X_Q5, NC, __VA_ARGS__)
 #define x16_tile_q8(NC, ...) x16_tile(X_Q8, NC, __VA_ARGS__)
+#define x16_tile_q4k(NC, ...) x16_qk_tile(0, NC, __VA_ARGS__)
+#define x16_tile_q5k(NC, ...) x16_qk_tile(1, NC, __VA_ARGS__)
 
 static void gemm_x16(kiln_dtype type, int64_t nb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0, int nc,
                      float *y, size_t ldy) {
     if (type == KILN_Q6_K_X16) {
         NC_SWITCH(x16_q6k_tile, nb, g, nr, x, i0, y, ldy)
     } else if (type == KILN_Q4_K_X16) {
-        NC_SWITCH(x16_q4k_tile, nb, g, nr, x, i0, y, ldy)
+        NC_SWITCH(x16_tile_q4k, nb, g, nr, x, i0, y, ldy)
+    } else if (type == KILN_Q5_K_X16) {
+        NC_SWITCH(x16_tile_q5k, nb, g, nr, x, i0, y, ldy)
     } else if (type == KILN_Q4_0_X16) {
         NC_SWITCH(x16_tile_q4, nb, g, nr, x, i0, y, ldy)
     } else if (type == KILN_Q5_0_X16) {
@@ -568,6 +580,6 @@ void kiln_kernels_fill_avx512(kiln_kernel_table *t) {
     t->quant_act = quant_act;
     t->gemm16 = gemm16;
     t->gemm_x16 = gemm_x16;
-    t->x16_q5_0 = true;
+    t->x16_five = true;
     kiln_avx512_fill_ops(t);
 }
