@@ -21,6 +21,12 @@
  *   Q5_K: as Q4_K, each sub-block's nibbles followed by its fifth bits as Q5_0's 8
  *         masks of 64 bits (bit 4r + e of mask g: element 4g + e of row r). 5.625 bits
  *         per weight (Q5_K: 5.5). AVX-512 only (the masks are mask registers).
+ *   Q3_K: per super-block of 256: 16 fp16 d, then 16 sub-blocks x 16 rows of int8
+ *         scales sc6 - 32, then per block of 32 elements 2 vectors of the 2-bit low
+ *         parts (vector v, lane r, byte e: bits 2h..2h+1 = element 4(4v + h) + e, as
+ *         Q6_K's high pairs) and 8 masks of the high bits (as Q5_0's: bit 4r + e of
+ *         mask g, element 4g + e). 3.5625 bits per weight (Q3_K: 3.4375). AVX-512
+ *         only.
  *   Q6_K: per super-block of 256: 16 fp16 d, then 16 sub-blocks x 16 rows of int8
  *         scales, then per block of 32 elements the unsigned 6-bit quants (q + 32):
  *         4 low-nibble vectors as for Q4_0, and 2 vectors of 2-bit high parts (vector
@@ -115,22 +121,48 @@ static void pack_q6k_row(const uint8_t *row, int64_t nsb, uint8_t *g, int lane) 
     }
 }
 
+/* One row of a Q3_K matrix into lane `lane` of its group (KILN_X16_Q3_K_BLOCK). */
+static void pack_q3k_row(const uint8_t *row, int64_t nsb, uint8_t *g, int lane) {
+    for (int64_t b = 0; b < nsb; b++) {
+        kiln_block_q3_k blk;
+        memcpy(&blk, row + (size_t)b * sizeof blk, sizeof blk);
+        uint8_t *o = g + (size_t)b * KILN_X16_Q3_K_BLOCK;
+        memcpy(o + 2 * lane, &blk.d, 2);
+        for (int j = 0; j < 16; j++) o[32 + j * 16 + lane] = (uint8_t)(int8_t)(kiln_kq_q3_scale(blk.scales, j) - 32);
+        for (int bb = 0; bb < 8; bb++) {
+            uint8_t *lo = o + 288 + (size_t)bb * 192, *masks = lo + 128;
+            for (int v = 0; v < 2; v++)
+                for (int e = 0; e < 4; e++) {
+                    uint8_t byte = 0;
+                    for (int h = 0; h < 4; h++) byte |= (uint8_t)(kiln_kq_low2(blk.qs, 32 * bb + 4 * (4 * v + h) + e) << (2 * h));
+                    lo[v * 64 + lane * 4 + e] = byte;
+                }
+            for (int e = 0; e < 32; e++) /* element 32 bb + e's high bit: bit bb of hmask[e] */
+                if (blk.hmask[e] >> bb & 1) {
+                    const int bit = lane * 4 + e % 4;
+                    masks[(e / 4) * 8 + bit / 8] |= (uint8_t)(1u << (bit % 8));
+                }
+        }
+    }
+}
+
 kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem) {
     *mem = NULL;
     const kiln_kernel_table *t = kiln_kernels_current();
     if (!t->gemm_x16 || !w ||
         (w->type != KILN_Q4_0 && w->type != KILN_Q8_0 && w->type != KILN_Q4_K && w->type != KILN_Q6_K &&
-         ((w->type != KILN_Q5_0 && w->type != KILN_Q5_K) || !t->x16_five)) ||
+         ((w->type != KILN_Q5_0 && w->type != KILN_Q5_K && w->type != KILN_Q3_K) || !t->x16_masks)) ||
         w->ne[2] != 1 || w->ne[3] != 1)
         return KILN_ERR_UNSUPPORTED;
     const bool q4 = w->type == KILN_Q4_0, q4k = w->type == KILN_Q4_K, q6k = w->type == KILN_Q6_K;
-    const bool q5 = w->type == KILN_Q5_0, q5k = w->type == KILN_Q5_K;
+    const bool q5 = w->type == KILN_Q5_0, q5k = w->type == KILN_Q5_K, q3k = w->type == KILN_Q3_K;
     const int64_t k = w->ne[0], m = w->ne[1];
     size_t row_bytes;
     if (k <= 0 || m <= 0 || !kiln_dtype_row_bytes(w->type, k, &row_bytes) || w->nb[1] < row_bytes || !w->data)
         return KILN_ERR_UNSUPPORTED;
-    const int64_t nb = q4k || q5k || q6k ? k / 256 : k / 32, groups = (m + 15) / 16;
+    const int64_t nb = q4k || q5k || q6k || q3k ? k / 256 : k / 32, groups = (m + 15) / 16;
     const size_t bsz = q6k   ? KILN_X16_Q6_K_BLOCK
+                       : q3k ? KILN_X16_Q3_K_BLOCK
                        : q4k ? KILN_X16_Q4_K_BLOCK
                        : q5k ? KILN_X16_Q5_K_BLOCK
                        : q4  ? KILN_X16_Q4_0_BLOCK
@@ -151,8 +183,8 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
             pack_qk_row(row, nb, g, lane, q5k);
             continue;
         }
-        if (q6k) {
-            pack_q6k_row(row, nb, g, lane);
+        if (q6k || q3k) {
+            (q6k ? pack_q6k_row : pack_q3k_row)(row, nb, g, lane);
             continue;
         }
         for (int64_t b = 0; b < nb; b++) {
@@ -184,6 +216,7 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
      * quants are 0 (not 128), but their scale is 0, so they add nothing. */
     memset(out, 0, sizeof *out);
     out->type = q6k   ? KILN_Q6_K_X16
+                : q3k ? KILN_Q3_K_X16
                 : q4k ? KILN_Q4_K_X16
                 : q5k ? KILN_Q5_K_X16
                 : q4  ? KILN_Q4_0_X16

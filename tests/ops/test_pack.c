@@ -47,7 +47,7 @@ int main(void) {
     CHECK_OK(kiln_pool_create(3, &p3));
     kiln_rng rng;
     kiln_rng_seed(&rng, 7);
-    const kiln_dtype types[] = {KILN_Q4_0, KILN_Q8_0, KILN_Q4_K, KILN_Q6_K, KILN_Q5_0, KILN_Q5_K};
+    const kiln_dtype types[] = {KILN_Q4_0, KILN_Q8_0, KILN_Q4_K, KILN_Q6_K, KILN_Q5_0, KILN_Q5_K, KILN_Q3_K};
     const int64_t ks[] = {32, 96, 2048 + 32}, ks_k[] = {256, 768, 2048 + 256}, ms[] = {1, 15, 16, 17, 203},
                   ns[] = {1, 2, 9, 33};
     int packed_cases = 0;
@@ -71,7 +71,8 @@ int main(void) {
                 kiln_tensor pw;
                 void *mem = NULL;
                 kiln_status st = kiln_weight_pack(&w, &pw, &mem);
-                if (!cur->gemm_x16 || ((types[ti] == KILN_Q5_0 || types[ti] == KILN_Q5_K) && !cur->x16_five)) {
+                const bool masked = types[ti] == KILN_Q5_0 || types[ti] == KILN_Q5_K || types[ti] == KILN_Q3_K;
+                if (!cur->gemm_x16 || (masked && !cur->x16_masks)) {
                     CHECK(st == KILN_ERR_UNSUPPORTED && mem == NULL);
                 } else {
                     CHECK_OK(st);
@@ -110,6 +111,7 @@ int main(void) {
      * the unpacked float GEMM for n >= 16 (the same arithmetic), and the same batch
      * row / thread-count properties for every n */
     int panel_cases = 0;
+    kiln_rng_seed(&rng, 11); /* these cases do not depend on how many draws the packed ones made */
     const kiln_dtype ftypes[] = {KILN_F32, KILN_F16, KILN_BF16};
     const int64_t fks[] = {7, 384, 1100}, fms[] = {1, 31, 32, 33, 203}, fns[] = {1, 2, 9, 16, 33};
     for (size_t ti = 0; ti < 3; ti++)
@@ -147,8 +149,11 @@ int main(void) {
                         CHECK_OK(kiln_matmul(&w, x, n, yu, p3));
                         CHECK_OK(kiln_matmul(&pw, x, n, y1, p1));
                         CHECK_OK(kiln_matmul(&pw, x, n, y3, p3));
+                        /* fp32 sums in another order than the reference's: a few ulps, which
+                         * for one or two outputs of a cancelling sum reached 3e-12 (test_matmul
+                         * argues the same bound); a wrong element gives >= 1e-3 */
                         const double e = nmse(y1, yr, n * m);
-                        CHECK_MSG(e <= 1e-12, "panels from %s k %lld m %lld n %lld: NMSE %g",
+                        CHECK_MSG(e <= 1e-10, "panels from %s k %lld m %lld n %lld: NMSE %g",
                                   kiln_dtype_name(ftypes[ti]), (long long)k, (long long)m, (long long)n, e);
                         CHECK(intact(y1, n * m) && intact(y3, n * m));
                         CHECK_MSG(!memcmp(y1, y3, sizeof(float) * (size_t)(n * m)), "panels: 1 vs 3 threads differ");

@@ -33,6 +33,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels/ref/kquant_fit.h"
+
 #include "kernels/kernels_impl.h"
 #include "kernels/ref/kquant_fit.h"
 
@@ -44,7 +46,7 @@ static int imin(int a, int b) { return a < b ? a : b; }
 static int imax(int a, int b) { return a > b ? a : b; }
 
 /* The 2 low bits of element e of a super-block. */
-static int low2(const uint8_t *qs, int e) { return (qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3; }
+int kiln_kq_low2(const uint8_t *qs, int e) { return (qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3; }
 
 /* Packs 256 values in 0..3 (element order) into qs. */
 static void pack2(const uint8_t *L, uint8_t *qs) {
@@ -56,7 +58,7 @@ static void pack2(const uint8_t *L, uint8_t *qs) {
 }
 
 /* The 6-bit scale of sub-block j of a Q3_K block (0..63, 32 meaning zero). */
-static int q3_scale(const uint8_t *s, int j) {
+int kiln_kq_q3_scale(const uint8_t *s, int j) {
     const int lo = j < 8 ? s[j] & 0x0f : s[j - 8] >> 4;
     const int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
     return lo | hi << 4;
@@ -72,7 +74,7 @@ static void dequant_q2_k(const void *src, float *dst, int64_t n) {
         float *y = dst + i * QK;
         for (int j = 0; j < 16; j++) {
             const float dl = d * (float)(b.scales[j] & 0x0f), ml = dmin * (float)(b.scales[j] >> 4);
-            for (int e = 16 * j; e < 16 * j + 16; e++) y[e] = dl * (float)low2(b.qs, e) - ml;
+            for (int e = 16 * j; e < 16 * j + 16; e++) y[e] = dl * (float)kiln_kq_low2(b.qs, e) - ml;
         }
     }
 }
@@ -84,9 +86,9 @@ static void dequant_q3_k(const void *src, float *dst, int64_t n) {
         const float d = kiln_fp16_to_f32(b.d);
         float *y = dst + i * QK;
         for (int j = 0; j < 16; j++) {
-            const float dl = d * (float)(q3_scale(b.scales, j) - 32);
+            const float dl = d * (float)(kiln_kq_q3_scale(b.scales, j) - 32);
             for (int e = 16 * j; e < 16 * j + 16; e++) {
-                const int q = low2(b.qs, e) - ((b.hmask[e % 32] >> (e / 32)) & 1 ? 0 : 4);
+                const int q = kiln_kq_low2(b.qs, e) - ((b.hmask[e % 32] >> (e / 32)) & 1 ? 0 : 4);
                 y[e] = dl * (float)q;
             }
         }
@@ -217,7 +219,7 @@ static void quantize_block_q3_k(const float *x, kiln_block_q3_k *y) {
     }
     /* requantize with the stored scales (a zero scale keeps the fit's quants) */
     for (int j = 0; j < 16; j++) {
-        const float d = kiln_fp16_to_f32(y->d) * (float)(q3_scale(y->scales, j) - 32);
+        const float d = kiln_fp16_to_f32(y->d) * (float)(kiln_kq_q3_scale(y->scales, j) - 32);
         if (d == 0.0f) continue;
         for (int l = 0; l < 16; l++) L[16 * j + l] = (int8_t)(imax(-4, imin(3, kiln_kq_nearest(x[16 * j + l] / d))) + 4);
     }
@@ -260,7 +262,7 @@ static float dot_q2_k(int64_t k, const uint8_t *w, const int8_t *xq, const float
             int32_t sumi = 0, summ = 0;
             for (int j = 2 * blk; j < 2 * blk + 2; j++) {
                 int32_t s = 0;
-                for (int e = 16 * j; e < 16 * j + 16; e++) s += low2(b.qs, e) * q[e];
+                for (int e = 16 * j; e < 16 * j + 16; e++) s += kiln_kq_low2(b.qs, e) * q[e];
                 sumi += (b.scales[j] & 0x0f) * s;
                 summ += (b.scales[j] >> 4) * bs[i * 16 + j];
             }
@@ -282,10 +284,10 @@ static float dot_q3_k(int64_t k, const uint8_t *w, const int8_t *xq, const float
             for (int j = 2 * blk; j < 2 * blk + 2; j++) {
                 int32_t s = 0;
                 for (int e = 16 * j; e < 16 * j + 16; e++) {
-                    const int v = low2(b.qs, e) - ((b.hmask[e % 32] >> (e / 32)) & 1 ? 0 : 4);
+                    const int v = kiln_kq_low2(b.qs, e) - ((b.hmask[e % 32] >> (e / 32)) & 1 ? 0 : 4);
                     s += v * q[e];
                 }
-                sumi += (q3_scale(b.scales, j) - 32) * s;
+                sumi += (kiln_kq_q3_scale(b.scales, j) - 32) * s;
             }
             sum += (float)sumi * (d * xd[i * 8 + blk]);
         }

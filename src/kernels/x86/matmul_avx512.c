@@ -457,43 +457,62 @@ INLINE __m512i shift_pair(__m512i v, int h) {
     }
 }
 
-/* Q6_K packed (pack.c): unsigned q + 32 per element; per block of 32 two sub-blocks
- * of 16 with their own int8 scales; per output element and sub-block, in order:
+/* Q6_K / Q3_K packed (pack.c): unsigned q + 32 (Q6_K) or q + 4 (Q3_K) per element;
+ * per block of 32 two sub-blocks of 16 with their own int8 scales; per output element
+ * and sub-block, in order:
  *   acc = fma(float(isum), (d * sc) * d_x, acc), the lanes starting at
- *   -32 * (the input's 16-element sum) so the +32 cancels exactly. */
-INLINE void x16_q6k_tile(int NC, int64_t nsb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0, float *y,
-                         size_t ldy) {
+ *   -32 (-4) * (the input's 16-element sum) so the offset cancels exactly.
+ * Q6_K's quants are 4 nibble vectors and 2 vectors of high bit pairs; Q3_K's are 2
+ * vectors of low bit pairs and 8 masks of high bits (set: + 4, a masked byte add). */
+INLINE void x16_k16_tile(int THREE, int NC, int64_t nsb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0,
+                         float *y, size_t ldy) {
     tile_in in;
     tile_in_init(NC, &in, x, i0);
     __m512 *acc = in.acc;
     const int8_t *const *xq = in.xq;
     const float *const *xd = in.xd;
     const int16_t *const *xs = in.xs;
-    const __m512i lo4 = _mm512_set1_epi8(0x0f), hi2 = _mm512_set1_epi8(0x30);
+    const __m512i lo4 = _mm512_set1_epi8(0x0f), hi2 = _mm512_set1_epi8(0x30), three = _mm512_set1_epi8(3),
+                  four = _mm512_set1_epi8(4);
+    const int off = THREE ? -4 : -32;
     for (int64_t sb = 0; sb < nsb; sb++) {
-        const uint8_t *blk = g + (size_t)sb * KILN_X16_Q6_K_BLOCK;
+        const uint8_t *blk = g + (size_t)sb * (THREE ? KILN_X16_Q3_K_BLOCK : KILN_X16_Q6_K_BLOCK);
         const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)blk));
         for (int bb = 0; bb < 8; bb++) {
             const __m512 sc0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
                                                     _mm_loadu_si128((const __m128i *)(const void *)(blk + 32 + 32 * bb)))));
             const __m512 sc1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
                                                     (const __m128i *)(const void *)(blk + 32 + 32 * bb + 16)))));
-            const uint8_t *lo = blk + 288 + (size_t)bb * 384, *hi = lo + 256;
             __m512i wv[8];
-            const __m512i h0 = load_once(hi), h1 = load_once(hi + 64);
-            UNROLL for (int h = 0; h < 4; h++) {
-                const __m512i v = load_once(lo + h * 64);
-                /* bit pair h of each byte moved to bits 4-5 by one 16-bit shift (bits 4-5 of
-                 * a byte come from the same byte for shifts of 4 left .. 2 right) */
-                const __m512i a = _mm512_and_si512(shift_pair(h0, h), hi2);
-                const __m512i b = _mm512_and_si512(shift_pair(h1, h), hi2);
-                /* (v & 0x0f) | a and ((v >> 4) & 0x0f) | b, one vpternlogd each (0xEC: A & C | B) */
-                wv[h] = _mm512_ternarylogic_epi32(v, a, lo4, 0xEC);
-                wv[h + 4] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(v, 4), b, lo4, 0xEC);
+            if (THREE) {
+                const uint8_t *lo = blk + 288 + (size_t)bb * 192, *masks = lo + 128;
+                const __m512i l0 = load_once(lo), l1 = load_once(lo + 64);
+                UNROLL for (int h = 0; h < 4; h++) { /* bit pair h of each byte to bits 0-1 */
+                    wv[h] = _mm512_and_si512(h ? _mm512_srli_epi16(l0, 2 * h) : l0, three);
+                    wv[h + 4] = _mm512_and_si512(h ? _mm512_srli_epi16(l1, 2 * h) : l1, three);
+                }
+                UNROLL for (int gi = 0; gi < 8; gi++) {
+                    uint64_t mk;
+                    memcpy(&mk, masks + 8 * gi, 8);
+                    wv[gi] = _mm512_mask_add_epi8(wv[gi], (__mmask64)mk, wv[gi], four);
+                }
+            } else {
+                const uint8_t *lo = blk + 288 + (size_t)bb * 384, *hi = lo + 256;
+                const __m512i h0 = load_once(hi), h1 = load_once(hi + 64);
+                UNROLL for (int h = 0; h < 4; h++) {
+                    const __m512i v = load_once(lo + h * 64);
+                    /* bit pair h of each byte moved to bits 4-5 by one 16-bit shift (bits 4-5 of
+                     * a byte come from the same byte for shifts of 4 left .. 2 right) */
+                    const __m512i a = _mm512_and_si512(shift_pair(h0, h), hi2);
+                    const __m512i b = _mm512_and_si512(shift_pair(h1, h), hi2);
+                    /* (v & 0x0f) | a and ((v >> 4) & 0x0f) | b, one vpternlogd each (0xEC: A & C | B) */
+                    wv[h] = _mm512_ternarylogic_epi32(v, a, lo4, 0xEC);
+                    wv[h + 4] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(v, 4), b, lo4, 0xEC);
+                }
             }
             const int64_t b = sb * 8 + bb;
             UNROLL for (int c = 0; c < NC; c++) {
-                __m512i s0 = _mm512_set1_epi32(-32 * xs[c][2 * b]), s1 = _mm512_set1_epi32(-32 * xs[c][2 * b + 1]);
+                __m512i s0 = _mm512_set1_epi32(off * xs[c][2 * b]), s1 = _mm512_set1_epi32(off * xs[c][2 * b + 1]);
                 UNROLL for (int gi = 0; gi < 4; gi++) {
                     int32_t x0, x1;
                     memcpy(&x0, xq[c] + b * 32 + gi * 4, 4);
@@ -515,11 +534,15 @@ INLINE void x16_q6k_tile(int NC, int64_t nsb, const uint8_t *g, int nr, const ki
 #define x16_tile_q8(NC, ...) x16_tile(X_Q8, NC, __VA_ARGS__)
 #define x16_tile_q4k(NC, ...) x16_qk_tile(0, NC, __VA_ARGS__)
 #define x16_tile_q5k(NC, ...) x16_qk_tile(1, NC, __VA_ARGS__)
+#define x16_tile_q6k(NC, ...) x16_k16_tile(0, NC, __VA_ARGS__)
+#define x16_tile_q3k(NC, ...) x16_k16_tile(1, NC, __VA_ARGS__)
 
 static void gemm_x16(kiln_dtype type, int64_t nb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0, int nc,
                      float *y, size_t ldy) {
     if (type == KILN_Q6_K_X16) {
-        NC_SWITCH(x16_q6k_tile, nb, g, nr, x, i0, y, ldy)
+        NC_SWITCH(x16_tile_q6k, nb, g, nr, x, i0, y, ldy)
+    } else if (type == KILN_Q3_K_X16) {
+        NC_SWITCH(x16_tile_q3k, nb, g, nr, x, i0, y, ldy)
     } else if (type == KILN_Q4_K_X16) {
         NC_SWITCH(x16_tile_q4k, nb, g, nr, x, i0, y, ldy)
     } else if (type == KILN_Q5_K_X16) {
@@ -580,6 +603,6 @@ void kiln_kernels_fill_avx512(kiln_kernel_table *t) {
     t->quant_act = quant_act;
     t->gemm16 = gemm16;
     t->gemm_x16 = gemm_x16;
-    t->x16_five = true;
+    t->x16_masks = true;
     kiln_avx512_fill_ops(t);
 }
