@@ -157,24 +157,30 @@ typedef void (*kiln_gemmx_fn)(kiln_dtype type, int64_t nb, const uint8_t *g, int
  * major), then per block of 32 elements 2 vectors of 2-bit low parts (as Q6_K's high
  * pairs) and the 8 high-bit masks (as Q5_0's fifth bits). */
 #define KILN_X16_Q3_K_BLOCK (32 + 256 + 8 * (128 + 64))
+/* Q2_K: per super-block of 256: 16 fp16 d, 16 fp16 dmin, 16x16 scale bytes as the file
+ * has them (4-bit scale | 4-bit min << 4, sub-block major), then per block of 32 the
+ * 2 vectors of 2-bit quants as Q3_K's low parts. */
+#define KILN_X16_Q2_K_BLOCK (64 + 256 + 8 * 128)
 static inline bool kiln_x16_type(kiln_dtype t) {
     return t == KILN_Q4_0_X16 || t == KILN_Q8_0_X16 || t == KILN_Q4_K_X16 || t == KILN_Q6_K_X16 ||
-           t == KILN_Q5_0_X16 || t == KILN_Q5_K_X16 || t == KILN_Q3_K_X16;
+           t == KILN_Q5_0_X16 || t == KILN_Q5_K_X16 || t == KILN_Q3_K_X16 || t == KILN_Q2_K_X16;
 }
 static inline bool kiln_x16_superblock(kiln_dtype t) {
-    return t == KILN_Q4_K_X16 || t == KILN_Q6_K_X16 || t == KILN_Q5_K_X16 || t == KILN_Q3_K_X16;
+    return t == KILN_Q4_K_X16 || t == KILN_Q6_K_X16 || t == KILN_Q5_K_X16 || t == KILN_Q3_K_X16 ||
+           t == KILN_Q2_K_X16;
 }
-/* The packed types whose extra bits are mask registers (AVX-512 only). */
-static inline bool kiln_x16_masked(kiln_dtype t) {
-    return t == KILN_Q5_0_X16 || t == KILN_Q5_K_X16 || t == KILN_Q3_K_X16;
+/* The packed types only the AVX-512 kernel reads (the fifth or high bits of Q5_0,
+ * Q5_K and Q3_K are mask registers; Q2_K has no AVX2 kernel yet). */
+static inline bool kiln_x16_extended(kiln_dtype t) {
+    return t == KILN_Q5_0_X16 || t == KILN_Q5_K_X16 || t == KILN_Q3_K_X16 || t == KILN_Q2_K_X16;
 }
 
 typedef struct {
     const char *name;
     /* kernel for packed weights (NULL: this level has none, nothing is packed) and
-     * whether it reads the types with bit masks too (kiln_x16_masked) */
+     * whether it reads the extended ones too (kiln_x16_extended) */
     kiln_gemmx_fn gemm_x16;
-    bool x16_masks;
+    bool x16_ext;
     /* packed prompt GEMM (NULL: not at this level) and the row converters it needs
      * (reference level; NULL for types it does not cover) */
     kiln_gemm16_fn gemm16;

@@ -389,15 +389,19 @@ static kiln_status plan_x16(const kiln_kernel_table *t, const kiln_tensor *w, co
     if (n == 0) return KILN_OK;
     if (!x || !y || !w->data) return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: NULL data");
     const int64_t nb = sup ? k / 256 : k / 32, groups = (m + 15) / 16;
-    if (kiln_x16_masked(w->type) && !t->x16_masks)
+    if (kiln_x16_extended(w->type) && !t->x16_ext)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "matmul: packed %s weights need the kernels they were packed for",
-                         w->type == KILN_Q5_0_X16 ? "Q5_0" : w->type == KILN_Q5_K_X16 ? "Q5_K" : "Q3_K");
+                         w->type == KILN_Q5_0_X16   ? "Q5_0"
+                         : w->type == KILN_Q5_K_X16 ? "Q5_K"
+                         : w->type == KILN_Q3_K_X16 ? "Q3_K"
+                                                    : "Q2_K");
     const size_t bsz = w->type == KILN_Q6_K_X16   ? KILN_X16_Q6_K_BLOCK
                        : w->type == KILN_Q4_K_X16 ? KILN_X16_Q4_K_BLOCK
                        : w->type == KILN_Q4_0_X16 ? KILN_X16_Q4_0_BLOCK
                        : w->type == KILN_Q5_0_X16 ? KILN_X16_Q5_0_BLOCK
                        : w->type == KILN_Q5_K_X16 ? KILN_X16_Q5_K_BLOCK
                        : w->type == KILN_Q3_K_X16 ? KILN_X16_Q3_K_BLOCK
+                       : w->type == KILN_Q2_K_X16 ? KILN_X16_Q2_K_BLOCK
                                                   : KILN_X16_Q8_0_BLOCK;
     /* With several inputs about 256 KiB of packed weights per task, a chunk reused from
      * L2 for every input, at least 8 tasks for balance; with one, stream units

@@ -27,6 +27,9 @@
  *         Q6_K's high pairs) and 8 masks of the high bits (as Q5_0's: bit 4r + e of
  *         mask g, element 4g + e). 3.5625 bits per weight (Q3_K: 3.4375). AVX-512
  *         only.
+ *   Q2_K: per super-block of 256: 16 fp16 d, 16 fp16 dmin, the 16 x 16 scale bytes as
+ *         in the file (sub-block major), then per block of 32 the 2-bit quants as
+ *         Q3_K's. 2.625 bits per weight, as the file. AVX-512 only (no AVX2 kernel).
  *   Q6_K: per super-block of 256: 16 fp16 d, then 16 sub-blocks x 16 rows of int8
  *         scales, then per block of 32 elements the unsigned 6-bit quants (q + 32):
  *         4 low-nibble vectors as for Q4_0, and 2 vectors of 2-bit high parts (vector
@@ -121,6 +124,30 @@ static void pack_q6k_row(const uint8_t *row, int64_t nsb, uint8_t *g, int lane) 
     }
 }
 
+/* The 2-bit quants of block bb (elements 32 bb ..) of a Q2_K / Q3_K super-block's qs
+ * into lane `lane` of the 2 vectors at lo (KILN_X16_Q3_K_BLOCK). */
+static void pack_low2(const uint8_t *qs, int bb, uint8_t *lo, int lane) {
+    for (int v = 0; v < 2; v++)
+        for (int e = 0; e < 4; e++) {
+            uint8_t byte = 0;
+            for (int h = 0; h < 4; h++) byte |= (uint8_t)(kiln_kq_low2(qs, 32 * bb + 4 * (4 * v + h) + e) << (2 * h));
+            lo[v * 64 + lane * 4 + e] = byte;
+        }
+}
+
+/* One row of a Q2_K matrix into lane `lane` of its group (KILN_X16_Q2_K_BLOCK). */
+static void pack_q2k_row(const uint8_t *row, int64_t nsb, uint8_t *g, int lane) {
+    for (int64_t b = 0; b < nsb; b++) {
+        kiln_block_q2_k blk;
+        memcpy(&blk, row + (size_t)b * sizeof blk, sizeof blk);
+        uint8_t *o = g + (size_t)b * KILN_X16_Q2_K_BLOCK;
+        memcpy(o + 2 * lane, &blk.d, 2);
+        memcpy(o + 32 + 2 * lane, &blk.dmin, 2);
+        for (int j = 0; j < 16; j++) o[64 + j * 16 + lane] = blk.scales[j];
+        for (int bb = 0; bb < 8; bb++) pack_low2(blk.qs, bb, o + 320 + (size_t)bb * 128, lane);
+    }
+}
+
 /* One row of a Q3_K matrix into lane `lane` of its group (KILN_X16_Q3_K_BLOCK). */
 static void pack_q3k_row(const uint8_t *row, int64_t nsb, uint8_t *g, int lane) {
     for (int64_t b = 0; b < nsb; b++) {
@@ -131,12 +158,7 @@ static void pack_q3k_row(const uint8_t *row, int64_t nsb, uint8_t *g, int lane) 
         for (int j = 0; j < 16; j++) o[32 + j * 16 + lane] = (uint8_t)(int8_t)(kiln_kq_q3_scale(blk.scales, j) - 32);
         for (int bb = 0; bb < 8; bb++) {
             uint8_t *lo = o + 288 + (size_t)bb * 192, *masks = lo + 128;
-            for (int v = 0; v < 2; v++)
-                for (int e = 0; e < 4; e++) {
-                    uint8_t byte = 0;
-                    for (int h = 0; h < 4; h++) byte |= (uint8_t)(kiln_kq_low2(blk.qs, 32 * bb + 4 * (4 * v + h) + e) << (2 * h));
-                    lo[v * 64 + lane * 4 + e] = byte;
-                }
+            pack_low2(blk.qs, bb, lo, lane);
             for (int e = 0; e < 32; e++) /* element 32 bb + e's high bit: bit bb of hmask[e] */
                 if (blk.hmask[e] >> bb & 1) {
                     const int bit = lane * 4 + e % 4;
@@ -149,19 +171,20 @@ static void pack_q3k_row(const uint8_t *row, int64_t nsb, uint8_t *g, int lane) 
 kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem) {
     *mem = NULL;
     const kiln_kernel_table *t = kiln_kernels_current();
-    if (!t->gemm_x16 || !w ||
-        (w->type != KILN_Q4_0 && w->type != KILN_Q8_0 && w->type != KILN_Q4_K && w->type != KILN_Q6_K &&
-         ((w->type != KILN_Q5_0 && w->type != KILN_Q5_K && w->type != KILN_Q3_K) || !t->x16_masks)) ||
-        w->ne[2] != 1 || w->ne[3] != 1)
-        return KILN_ERR_UNSUPPORTED;
+    if (!t->gemm_x16 || !w || w->ne[2] != 1 || w->ne[3] != 1) return KILN_ERR_UNSUPPORTED;
+    const bool base = w->type == KILN_Q4_0 || w->type == KILN_Q8_0 || w->type == KILN_Q4_K || w->type == KILN_Q6_K;
+    const bool ext = w->type == KILN_Q5_0 || w->type == KILN_Q5_K || w->type == KILN_Q3_K || w->type == KILN_Q2_K;
+    if (!base && !(ext && t->x16_ext)) return KILN_ERR_UNSUPPORTED; /* kiln_x16_extended */
     const bool q4 = w->type == KILN_Q4_0, q4k = w->type == KILN_Q4_K, q6k = w->type == KILN_Q6_K;
-    const bool q5 = w->type == KILN_Q5_0, q5k = w->type == KILN_Q5_K, q3k = w->type == KILN_Q3_K;
+    const bool q5 = w->type == KILN_Q5_0, q5k = w->type == KILN_Q5_K, q3k = w->type == KILN_Q3_K,
+               q2k = w->type == KILN_Q2_K;
     const int64_t k = w->ne[0], m = w->ne[1];
     size_t row_bytes;
     if (k <= 0 || m <= 0 || !kiln_dtype_row_bytes(w->type, k, &row_bytes) || w->nb[1] < row_bytes || !w->data)
         return KILN_ERR_UNSUPPORTED;
-    const int64_t nb = q4k || q5k || q6k || q3k ? k / 256 : k / 32, groups = (m + 15) / 16;
+    const int64_t nb = q4k || q5k || q6k || q3k || q2k ? k / 256 : k / 32, groups = (m + 15) / 16;
     const size_t bsz = q6k   ? KILN_X16_Q6_K_BLOCK
+                       : q2k ? KILN_X16_Q2_K_BLOCK
                        : q3k ? KILN_X16_Q3_K_BLOCK
                        : q4k ? KILN_X16_Q4_K_BLOCK
                        : q5k ? KILN_X16_Q5_K_BLOCK
@@ -183,8 +206,8 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
             pack_qk_row(row, nb, g, lane, q5k);
             continue;
         }
-        if (q6k || q3k) {
-            (q6k ? pack_q6k_row : pack_q3k_row)(row, nb, g, lane);
+        if (q6k || q3k || q2k) {
+            (q6k ? pack_q6k_row : q3k ? pack_q3k_row : pack_q2k_row)(row, nb, g, lane);
             continue;
         }
         for (int64_t b = 0; b < nb; b++) {
@@ -217,6 +240,7 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
     memset(out, 0, sizeof *out);
     out->type = q6k   ? KILN_Q6_K_X16
                 : q3k ? KILN_Q3_K_X16
+                : q2k ? KILN_Q2_K_X16
                 : q4k ? KILN_Q4_K_X16
                 : q5k ? KILN_Q5_K_X16
                 : q4  ? KILN_Q4_0_X16

@@ -47,7 +47,8 @@ int main(void) {
     CHECK_OK(kiln_pool_create(3, &p3));
     kiln_rng rng;
     kiln_rng_seed(&rng, 7);
-    const kiln_dtype types[] = {KILN_Q4_0, KILN_Q8_0, KILN_Q4_K, KILN_Q6_K, KILN_Q5_0, KILN_Q5_K, KILN_Q3_K};
+    const kiln_dtype types[] = {KILN_Q4_0, KILN_Q8_0, KILN_Q4_K, KILN_Q6_K, KILN_Q5_0, KILN_Q5_K, KILN_Q3_K,
+                                KILN_Q2_K};
     const int64_t ks[] = {32, 96, 2048 + 32}, ks_k[] = {256, 768, 2048 + 256}, ms[] = {1, 15, 16, 17, 203},
                   ns[] = {1, 2, 9, 33};
     int packed_cases = 0;
@@ -71,8 +72,9 @@ int main(void) {
                 kiln_tensor pw;
                 void *mem = NULL;
                 kiln_status st = kiln_weight_pack(&w, &pw, &mem);
-                const bool masked = types[ti] == KILN_Q5_0 || types[ti] == KILN_Q5_K || types[ti] == KILN_Q3_K;
-                if (!cur->gemm_x16 || (masked && !cur->x16_masks)) {
+                const bool ext = types[ti] == KILN_Q5_0 || types[ti] == KILN_Q5_K || types[ti] == KILN_Q3_K ||
+                                 types[ti] == KILN_Q2_K;
+                if (!cur->gemm_x16 || (ext && !cur->x16_ext)) {
                     CHECK(st == KILN_ERR_UNSUPPORTED && mem == NULL);
                 } else {
                     CHECK_OK(st);

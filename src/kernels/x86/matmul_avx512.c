@@ -457,14 +457,17 @@ INLINE __m512i shift_pair(__m512i v, int h) {
     }
 }
 
-/* Q6_K / Q3_K packed (pack.c): unsigned q + 32 (Q6_K) or q + 4 (Q3_K) per element;
- * per block of 32 two sub-blocks of 16 with their own int8 scales; per output element
- * and sub-block, in order:
- *   acc = fma(float(isum), (d * sc) * d_x, acc), the lanes starting at
- *   -32 (-4) * (the input's 16-element sum) so the offset cancels exactly.
- * Q6_K's quants are 4 nibble vectors and 2 vectors of high bit pairs; Q3_K's are 2
- * vectors of low bit pairs and 8 masks of high bits (set: + 4, a masked byte add). */
-INLINE void x16_k16_tile(int THREE, int NC, int64_t nsb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0,
+/* Q6_K / Q3_K / Q2_K packed (pack.c), sub-blocks of 16 with their own scales: per
+ * block of 32 two of them; per output element and sub-block, in order:
+ *   acc = fma(float(isum), (d * sc) * d_x, acc)
+ *   Q2_K then: acc = fma(-(dmin * m), d_x * (the input's 16-element sum), acc)
+ * Q6_K holds unsigned q + 32 (4 nibble vectors, 2 vectors of high bit pairs) and Q3_K
+ * q + 4 (2 vectors of low bit pairs, 8 masks of high bits: + 4 by a masked byte add),
+ * both with int8 scales; their lanes start at -32 (-4) * (the input's 16-element sum)
+ * so the offset cancels exactly. Q2_K holds q in 0..3 (Q3_K's low pairs) and the
+ * file's scale bytes (4-bit scale, 4-bit min). */
+enum { K16_Q6, K16_Q3, K16_Q2 };
+INLINE void x16_k16_tile(int KIND, int NC, int64_t nsb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0,
                          float *y, size_t ldy) {
     tile_in in;
     tile_in_init(NC, &in, x, i0);
@@ -474,28 +477,42 @@ INLINE void x16_k16_tile(int THREE, int NC, int64_t nsb, const uint8_t *g, int n
     const int16_t *const *xs = in.xs;
     const __m512i lo4 = _mm512_set1_epi8(0x0f), hi2 = _mm512_set1_epi8(0x30), three = _mm512_set1_epi8(3),
                   four = _mm512_set1_epi8(4);
-    const int off = THREE ? -4 : -32;
+    const int off = KIND == K16_Q3 ? -4 : KIND == K16_Q6 ? -32 : 0;
+    const size_t bsz = KIND == K16_Q3 ? KILN_X16_Q3_K_BLOCK : KIND == K16_Q6 ? KILN_X16_Q6_K_BLOCK : KILN_X16_Q2_K_BLOCK;
+    const size_t sc_at = KIND == K16_Q2 ? 64 : 32; /* the sub-blocks' scale bytes */
     for (int64_t sb = 0; sb < nsb; sb++) {
-        const uint8_t *blk = g + (size_t)sb * (THREE ? KILN_X16_Q3_K_BLOCK : KILN_X16_Q6_K_BLOCK);
+        const uint8_t *blk = g + (size_t)sb * bsz;
         const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)blk));
+        const __m512 dmin = KIND == K16_Q2 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 32)))
+                                           : _mm512_setzero_ps();
         for (int bb = 0; bb < 8; bb++) {
-            const __m512 sc0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-                                                    _mm_loadu_si128((const __m128i *)(const void *)(blk + 32 + 32 * bb)))));
-            const __m512 sc1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
-                                                    (const __m128i *)(const void *)(blk + 32 + 32 * bb + 16)))));
+            const __m128i sb0 = _mm_loadu_si128((const __m128i *)(const void *)(blk + sc_at + 32 * bb));
+            const __m128i sb1 = _mm_loadu_si128((const __m128i *)(const void *)(blk + sc_at + 32 * bb + 16));
+            __m512 sc0, sc1, mn0 = _mm512_setzero_ps(), mn1 = _mm512_setzero_ps();
+            if (KIND == K16_Q2) { /* scale in the low nibble, minimum in the high one */
+                const __m512i b0 = _mm512_cvtepu8_epi32(sb0), b1 = _mm512_cvtepu8_epi32(sb1), l4 = _mm512_set1_epi32(15);
+                sc0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_and_si512(b0, l4)));
+                sc1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_and_si512(b1, l4)));
+                mn0 = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(_mm512_srli_epi32(b0, 4)));
+                mn1 = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(_mm512_srli_epi32(b1, 4)));
+            } else {
+                sc0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sb0)));
+                sc1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sb1)));
+            }
             __m512i wv[8];
-            if (THREE) {
-                const uint8_t *lo = blk + 288 + (size_t)bb * 192, *masks = lo + 128;
+            if (KIND != K16_Q6) {
+                const uint8_t *lo = blk + (KIND == K16_Q3 ? 288 + (size_t)bb * 192 : 320 + (size_t)bb * 128);
                 const __m512i l0 = load_once(lo), l1 = load_once(lo + 64);
                 UNROLL for (int h = 0; h < 4; h++) { /* bit pair h of each byte to bits 0-1 */
                     wv[h] = _mm512_and_si512(h ? _mm512_srli_epi16(l0, 2 * h) : l0, three);
                     wv[h + 4] = _mm512_and_si512(h ? _mm512_srli_epi16(l1, 2 * h) : l1, three);
                 }
-                UNROLL for (int gi = 0; gi < 8; gi++) {
-                    uint64_t mk;
-                    memcpy(&mk, masks + 8 * gi, 8);
-                    wv[gi] = _mm512_mask_add_epi8(wv[gi], (__mmask64)mk, wv[gi], four);
-                }
+                if (KIND == K16_Q3)
+                    UNROLL for (int gi = 0; gi < 8; gi++) {
+                        uint64_t mk;
+                        memcpy(&mk, lo + 128 + 8 * gi, 8); /* the high bits */
+                        wv[gi] = _mm512_mask_add_epi8(wv[gi], (__mmask64)mk, wv[gi], four);
+                    }
             } else {
                 const uint8_t *lo = blk + 288 + (size_t)bb * 384, *hi = lo + 256;
                 const __m512i h0 = load_once(hi), h1 = load_once(hi + 64);
@@ -523,6 +540,10 @@ INLINE void x16_k16_tile(int THREE, int NC, int64_t nsb, const uint8_t *g, int n
                 const __m512 dx = _mm512_set1_ps(xd[c][b]);
                 acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(sc0, dx), acc[c]);
                 acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(sc1, dx), acc[c]);
+                if (KIND == K16_Q2) {
+                    acc[c] = _mm512_fnmadd_ps(mn0, _mm512_set1_ps(xd[c][b] * (float)xs[c][2 * b]), acc[c]);
+                    acc[c] = _mm512_fnmadd_ps(mn1, _mm512_set1_ps(xd[c][b] * (float)xs[c][2 * b + 1]), acc[c]);
+                }
             }
         }
     }
@@ -534,8 +555,9 @@ INLINE void x16_k16_tile(int THREE, int NC, int64_t nsb, const uint8_t *g, int n
 #define x16_tile_q8(NC, ...) x16_tile(X_Q8, NC, __VA_ARGS__)
 #define x16_tile_q4k(NC, ...) x16_qk_tile(0, NC, __VA_ARGS__)
 #define x16_tile_q5k(NC, ...) x16_qk_tile(1, NC, __VA_ARGS__)
-#define x16_tile_q6k(NC, ...) x16_k16_tile(0, NC, __VA_ARGS__)
-#define x16_tile_q3k(NC, ...) x16_k16_tile(1, NC, __VA_ARGS__)
+#define x16_tile_q6k(NC, ...) x16_k16_tile(K16_Q6, NC, __VA_ARGS__)
+#define x16_tile_q3k(NC, ...) x16_k16_tile(K16_Q3, NC, __VA_ARGS__)
+#define x16_tile_q2k(NC, ...) x16_k16_tile(K16_Q2, NC, __VA_ARGS__)
 
 static void gemm_x16(kiln_dtype type, int64_t nb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0, int nc,
                      float *y, size_t ldy) {
@@ -543,6 +565,8 @@ static void gemm_x16(kiln_dtype type, int64_t nb, const uint8_t *g, int nr, cons
         NC_SWITCH(x16_tile_q6k, nb, g, nr, x, i0, y, ldy)
     } else if (type == KILN_Q3_K_X16) {
         NC_SWITCH(x16_tile_q3k, nb, g, nr, x, i0, y, ldy)
+    } else if (type == KILN_Q2_K_X16) {
+        NC_SWITCH(x16_tile_q2k, nb, g, nr, x, i0, y, ldy)
     } else if (type == KILN_Q4_K_X16) {
         NC_SWITCH(x16_tile_q4k, nb, g, nr, x, i0, y, ldy)
     } else if (type == KILN_Q5_K_X16) {
@@ -603,6 +627,6 @@ void kiln_kernels_fill_avx512(kiln_kernel_table *t) {
     t->quant_act = quant_act;
     t->gemm16 = gemm16;
     t->gemm_x16 = gemm_x16;
-    t->x16_masks = true;
+    t->x16_ext = true;
     kiln_avx512_fill_ops(t);
 }
