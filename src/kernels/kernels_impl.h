@@ -161,18 +161,23 @@ typedef void (*kiln_gemmx_fn)(kiln_dtype type, int64_t nb, const uint8_t *g, int
  * has them (4-bit scale | 4-bit min << 4, sub-block major), then per block of 32 the
  * 2 vectors of 2-bit quants as Q3_K's low parts. */
 #define KILN_X16_Q2_K_BLOCK (64 + 256 + 8 * 128)
+/* Q4_1 / Q5_1: 16 fp16 scales, 16 fp16 minimums, then Q4_0's nibbles (and Q5_0's masks). */
+#define KILN_X16_Q4_1_BLOCK (64 + 256)
+#define KILN_X16_Q5_1_BLOCK (64 + 256 + 64)
 static inline bool kiln_x16_type(kiln_dtype t) {
     return t == KILN_Q4_0_X16 || t == KILN_Q8_0_X16 || t == KILN_Q4_K_X16 || t == KILN_Q6_K_X16 ||
-           t == KILN_Q5_0_X16 || t == KILN_Q5_K_X16 || t == KILN_Q3_K_X16 || t == KILN_Q2_K_X16;
+           t == KILN_Q5_0_X16 || t == KILN_Q5_K_X16 || t == KILN_Q3_K_X16 || t == KILN_Q2_K_X16 ||
+           t == KILN_Q4_1_X16 || t == KILN_Q5_1_X16;
 }
 static inline bool kiln_x16_superblock(kiln_dtype t) {
     return t == KILN_Q4_K_X16 || t == KILN_Q6_K_X16 || t == KILN_Q5_K_X16 || t == KILN_Q3_K_X16 ||
            t == KILN_Q2_K_X16;
 }
 /* The packed types only the AVX-512 kernel reads (the fifth or high bits of Q5_0,
- * Q5_K and Q3_K are mask registers; Q2_K has no AVX2 kernel yet). */
+ * Q5_1, Q5_K and Q3_K are mask registers; Q2_K and Q4_1 have no AVX2 kernel yet). */
 static inline bool kiln_x16_extended(kiln_dtype t) {
-    return t == KILN_Q5_0_X16 || t == KILN_Q5_K_X16 || t == KILN_Q3_K_X16 || t == KILN_Q2_K_X16;
+    return t == KILN_Q5_0_X16 || t == KILN_Q5_K_X16 || t == KILN_Q3_K_X16 || t == KILN_Q2_K_X16 ||
+           t == KILN_Q4_1_X16 || t == KILN_Q5_1_X16;
 }
 
 typedef struct {

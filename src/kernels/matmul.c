@@ -394,7 +394,9 @@ static kiln_status plan_x16(const kiln_kernel_table *t, const kiln_tensor *w, co
                          w->type == KILN_Q5_0_X16   ? "Q5_0"
                          : w->type == KILN_Q5_K_X16 ? "Q5_K"
                          : w->type == KILN_Q3_K_X16 ? "Q3_K"
-                                                    : "Q2_K");
+                         : w->type == KILN_Q2_K_X16 ? "Q2_K"
+                         : w->type == KILN_Q4_1_X16 ? "Q4_1"
+                                                    : "Q5_1");
     const size_t bsz = w->type == KILN_Q6_K_X16   ? KILN_X16_Q6_K_BLOCK
                        : w->type == KILN_Q4_K_X16 ? KILN_X16_Q4_K_BLOCK
                        : w->type == KILN_Q4_0_X16 ? KILN_X16_Q4_0_BLOCK
@@ -402,6 +404,8 @@ static kiln_status plan_x16(const kiln_kernel_table *t, const kiln_tensor *w, co
                        : w->type == KILN_Q5_K_X16 ? KILN_X16_Q5_K_BLOCK
                        : w->type == KILN_Q3_K_X16 ? KILN_X16_Q3_K_BLOCK
                        : w->type == KILN_Q2_K_X16 ? KILN_X16_Q2_K_BLOCK
+                       : w->type == KILN_Q4_1_X16 ? KILN_X16_Q4_1_BLOCK
+                       : w->type == KILN_Q5_1_X16 ? KILN_X16_Q5_1_BLOCK
                                                   : KILN_X16_Q8_0_BLOCK;
     /* With several inputs about 256 KiB of packed weights per task, a chunk reused from
      * L2 for every input, at least 8 tasks for balance; with one, stream units

@@ -30,6 +30,8 @@
  *   Q2_K: per super-block of 256: 16 fp16 d, 16 fp16 dmin, the 16 x 16 scale bytes as
  *         in the file (sub-block major), then per block of 32 the 2-bit quants as
  *         Q3_K's. 2.625 bits per weight, as the file. AVX-512 only (no AVX2 kernel).
+ *   Q4_1 / Q5_1: 16 fp16 scales, 16 fp16 minimums, then the quants as Q4_0 / Q5_0
+ *         (the same bits per weight as the files). AVX-512 only.
  *   Q6_K: per super-block of 256: 16 fp16 d, then 16 sub-blocks x 16 rows of int8
  *         scales, then per block of 32 elements the unsigned 6-bit quants (q + 32):
  *         4 low-nibble vectors as for Q4_0, and 2 vectors of 2-bit high parts (vector
@@ -40,6 +42,7 @@
  * run at memory speed and prompts reuse each loaded vector for 8 inputs.
  * Packing is pure byte movement: the numbers are exactly the file's.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,6 +127,25 @@ static void pack_q6k_row(const uint8_t *row, int64_t nsb, uint8_t *g, int lane) 
     }
 }
 
+/* One Q4_0 / Q5_0 / Q4_1 / Q5_1 block of a row into lane `lane` of its packed block
+ * blk: the fp16 scale d, the fp16 minimum m (NULL: none), the 16 nibble bytes qs and
+ * the 32 fifth bits qh (bit j: element j; NULL: none), as kernels_impl.h lays them out. */
+static void pack_legacy_block(uint8_t *blk, int lane, const uint8_t *d, const uint8_t *m, const uint8_t *qs,
+                              const uint8_t *qh) {
+    const size_t q_at = m ? 64 : 32;
+    memcpy(blk + 2 * lane, d, 2);
+    if (m) memcpy(blk + 32 + 2 * lane, m, 2);
+    for (int h = 0; h < 4; h++) memcpy(blk + q_at + h * 64 + lane * 4, qs + 4 * h, 4);
+    if (!qh) return;
+    uint32_t bits;
+    memcpy(&bits, qh, 4);
+    for (int j = 0; j < 32; j++)
+        if (bits >> j & 1) {
+            const int bit = lane * 4 + j % 4;
+            blk[q_at + 256 + (j / 4) * 8 + bit / 8] |= (uint8_t)(1u << (bit % 8));
+        }
+}
+
 /* The 2-bit quants of block bb (elements 32 bb ..) of a Q2_K / Q3_K super-block's qs
  * into lane `lane` of the 2 vectors at lo (KILN_X16_Q3_K_BLOCK). */
 static void pack_low2(const uint8_t *qs, int bb, uint8_t *lo, int lane) {
@@ -173,11 +195,12 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
     const kiln_kernel_table *t = kiln_kernels_current();
     if (!t->gemm_x16 || !w || w->ne[2] != 1 || w->ne[3] != 1) return KILN_ERR_UNSUPPORTED;
     const bool base = w->type == KILN_Q4_0 || w->type == KILN_Q8_0 || w->type == KILN_Q4_K || w->type == KILN_Q6_K;
-    const bool ext = w->type == KILN_Q5_0 || w->type == KILN_Q5_K || w->type == KILN_Q3_K || w->type == KILN_Q2_K;
+    const bool ext = w->type == KILN_Q5_0 || w->type == KILN_Q5_K || w->type == KILN_Q3_K || w->type == KILN_Q2_K ||
+                     w->type == KILN_Q4_1 || w->type == KILN_Q5_1;
     if (!base && !(ext && t->x16_ext)) return KILN_ERR_UNSUPPORTED; /* kiln_x16_extended */
     const bool q4 = w->type == KILN_Q4_0, q4k = w->type == KILN_Q4_K, q6k = w->type == KILN_Q6_K;
     const bool q5 = w->type == KILN_Q5_0, q5k = w->type == KILN_Q5_K, q3k = w->type == KILN_Q3_K,
-               q2k = w->type == KILN_Q2_K;
+               q2k = w->type == KILN_Q2_K, q41 = w->type == KILN_Q4_1, q51 = w->type == KILN_Q5_1;
     const int64_t k = w->ne[0], m = w->ne[1];
     size_t row_bytes;
     if (k <= 0 || m <= 0 || !kiln_dtype_row_bytes(w->type, k, &row_bytes) || w->nb[1] < row_bytes || !w->data)
@@ -190,6 +213,8 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
                        : q5k ? KILN_X16_Q5_K_BLOCK
                        : q4  ? KILN_X16_Q4_0_BLOCK
                        : q5  ? KILN_X16_Q5_0_BLOCK
+                       : q41 ? KILN_X16_Q4_1_BLOCK
+                       : q51 ? KILN_X16_Q5_1_BLOCK
                              : KILN_X16_Q8_0_BLOCK;
     size_t total;
     if (!kiln_mul_ok((size_t)groups * (size_t)nb, bsz, &total))
@@ -214,19 +239,19 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
             uint8_t *blk = g + (size_t)b * bsz;
             if (q4) {
                 const uint8_t *s = row + (size_t)b * sizeof(kiln_block_q4_0);
-                memcpy(blk + 2 * lane, s, 2);
-                for (int h = 0; h < 4; h++) memcpy(blk + 32 + h * 64 + lane * 4, s + 2 + 4 * h, 4);
-            } else if (q5) { /* d, qh (bit j: fifth bit of element j), nibbles as Q4_0 */
-                const kiln_block_q5_0 *s = (const kiln_block_q5_0 *)(const void *)(row + (size_t)b * sizeof *s);
-                memcpy(blk + 2 * lane, &s->d, 2);
-                for (int h = 0; h < 4; h++) memcpy(blk + 32 + h * 64 + lane * 4, s->qs + 4 * h, 4);
-                uint32_t qh;
-                memcpy(&qh, s->qh, 4);
-                for (int j = 0; j < 32; j++)
-                    if (qh >> j & 1) {
-                        const int bit = lane * 4 + j % 4;
-                        blk[288 + (j / 4) * 8 + bit / 8] |= (uint8_t)(1u << (bit % 8));
-                    }
+                pack_legacy_block(blk, lane, s, NULL, s + 2, NULL);
+            } else if (q5) {
+                const uint8_t *s = row + (size_t)b * sizeof(kiln_block_q5_0);
+                pack_legacy_block(blk, lane, s + offsetof(kiln_block_q5_0, d), NULL, s + offsetof(kiln_block_q5_0, qs),
+                                  s + offsetof(kiln_block_q5_0, qh));
+            } else if (q41) {
+                const uint8_t *s = row + (size_t)b * sizeof(kiln_block_q4_1);
+                pack_legacy_block(blk, lane, s + offsetof(kiln_block_q4_1, d), s + offsetof(kiln_block_q4_1, m),
+                                  s + offsetof(kiln_block_q4_1, qs), NULL);
+            } else if (q51) {
+                const uint8_t *s = row + (size_t)b * sizeof(kiln_block_q5_1);
+                pack_legacy_block(blk, lane, s + offsetof(kiln_block_q5_1, d), s + offsetof(kiln_block_q5_1, m),
+                                  s + offsetof(kiln_block_q5_1, qs), s + offsetof(kiln_block_q5_1, qh));
             } else {
                 const uint8_t *s = row + (size_t)b * sizeof(kiln_block_q8_0);
                 memcpy(blk + 2 * lane, s, 2);
@@ -245,6 +270,8 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
                 : q5k ? KILN_Q5_K_X16
                 : q4  ? KILN_Q4_0_X16
                 : q5  ? KILN_Q5_0_X16
+                : q41 ? KILN_Q4_1_X16
+                : q51 ? KILN_Q5_1_X16
                       : KILN_Q8_0_X16;
     out->n_dims = 2;
     out->ne[0] = k, out->ne[1] = m, out->ne[2] = 1, out->ne[3] = 1;

@@ -35,7 +35,7 @@ typedef enum {
     KILN_BF16 = 30,
     KILN_DTYPE_COUNT = 40, /* ids at or above are unknown to files */
     /* kiln's own in-memory layouts, never read from or written to files (see
-     * kernels/pack.c): Q4_0 / Q8_0 / Q4_K / Q6_K / Q5_0 / Q5_K / Q3_K / Q2_K rows interleaved 16 at a time for the kernels. */
+     * kernels/pack.c): Q4_0 / Q8_0 / Q4_K / Q6_K / Q5_0 / Q5_K / Q3_K / Q2_K / Q4_1 / Q5_1 rows interleaved 16 at a time for the kernels. */
     KILN_Q4_0_X16 = 64,
     KILN_Q8_0_X16 = 65,
     KILN_Q4_K_X16 = 66,
@@ -49,6 +49,8 @@ typedef enum {
     KILN_Q5_K_X16 = 71, /* with the _X16 layouts above */
     KILN_Q3_K_X16 = 72,
     KILN_Q2_K_X16 = 73,
+    KILN_Q4_1_X16 = 74,
+    KILN_Q5_1_X16 = 75,
 } kiln_dtype;
 
 typedef struct {

@@ -48,7 +48,7 @@ int main(void) {
     kiln_rng rng;
     kiln_rng_seed(&rng, 7);
     const kiln_dtype types[] = {KILN_Q4_0, KILN_Q8_0, KILN_Q4_K, KILN_Q6_K, KILN_Q5_0, KILN_Q5_K, KILN_Q3_K,
-                                KILN_Q2_K};
+                                KILN_Q2_K, KILN_Q4_1, KILN_Q5_1};
     const int64_t ks[] = {32, 96, 2048 + 32}, ks_k[] = {256, 768, 2048 + 256}, ms[] = {1, 15, 16, 17, 203},
                   ns[] = {1, 2, 9, 33};
     int packed_cases = 0;
@@ -73,7 +73,7 @@ int main(void) {
                 void *mem = NULL;
                 kiln_status st = kiln_weight_pack(&w, &pw, &mem);
                 const bool ext = types[ti] == KILN_Q5_0 || types[ti] == KILN_Q5_K || types[ti] == KILN_Q3_K ||
-                                 types[ti] == KILN_Q2_K;
+                                 types[ti] == KILN_Q2_K || types[ti] == KILN_Q4_1 || types[ti] == KILN_Q5_1;
                 if (!cur->gemm_x16 || (ext && !cur->x16_ext)) {
                     CHECK(st == KILN_ERR_UNSUPPORTED && mem == NULL);
                 } else {

@@ -326,6 +326,21 @@ INLINE __m512i load_once(const uint8_t *p) {
     return v;
 }
 
+/* The 64 mask bits at p. GCC reads them straight into a mask register (kmovq k, m64).
+ * For packed Q5_1 on this Zen 4 that streamed 9-10 GB/s from memory on one core
+ * against 30 for Q5_0 with the same kernel; through a general register (via_gpr: an
+ * ordinary load, then kmovq k, r64) Q5_1 streams 30 GB/s as well. Why is not known:
+ * the masks of a Q5_1 block fill a cache line of their own, but so do Q3_K's, and
+ * Q3_K lost 5-10% of its generation speed through general registers (the moves cost
+ * about that in cache) where Q5_K gained (TinyLlama Q5_K_M: 39-48 against 29-42
+ * tok/s). So the route is chosen per type, by measurement. */
+INLINE __mmask64 load_mask(const uint8_t *p, bool via_gpr) {
+    uint64_t m;
+    memcpy(&m, p, 8);
+    if (via_gpr) __asm__("" : "+r"(m));
+    return (__mmask64)m;
+}
+
 /* The high nibbles of v's bytes: moved to bits 0-3 (a shift and an AND), or, with
  * in_place, left at bits 4-7 (one AND), so that each of their products is exactly 16
  * times the nibble's and nibble_dots corrects the sum once. With one input that saves
@@ -355,8 +370,10 @@ INLINE __m512i nibble_dots(bool hi_in_place, __m512i init, const __m512i wv[8], 
  * int32 lanes start at -offset * (the input's block sum) (offset 8 for Q4_0's raw
  * nibbles, 16 for Q5_0's 5-bit quants, 128 for Q8_0's shifted quants), gather 8
  * vpdpbusd, then one convert and fma with d_w * d_x, block after block. Q5_0's fifth
- * bits come as one 64-bit mask per weight vector: a masked add of 16. */
-enum { X_Q8, X_Q4, X_Q5 };
+ * bits come as one 64-bit mask per weight vector: a masked add of 16. Q4_1 / Q5_1
+ * (the nibbles and masks of Q4_0 / Q5_0 after their 16 fp16 minimums m_w) have no
+ * offset and add fma(m_w, d_x * (the input's block sum), acc) per block. */
+enum { X_Q8, X_Q4, X_Q5, X_Q41, X_Q51 };
 INLINE void x16_tile(int KIND, int NC, int64_t nb, const uint8_t *g, int nr, const kiln_act *x, int64_t i0, float *y,
                      size_t ldy) {
     tile_in in;
@@ -365,33 +382,40 @@ INLINE void x16_tile(int KIND, int NC, int64_t nb, const uint8_t *g, int nr, con
     const int8_t *const *xq = in.xq;
     const float *const *xd = in.xd;
     const int16_t *const *xs = in.xs;
-    const size_t bsz = KIND == X_Q4 ? KILN_X16_Q4_0_BLOCK : KIND == X_Q5 ? KILN_X16_Q5_0_BLOCK : KILN_X16_Q8_0_BLOCK;
-    const int off = KIND == X_Q4 ? -8 : KIND == X_Q5 ? -16 : -128;
+    const bool mins = KIND == X_Q41 || KIND == X_Q51, five = KIND == X_Q5 || KIND == X_Q51;
+    const bool in_place = (KIND == X_Q4 || KIND == X_Q41) && NC == 1; /* HI_IN_PLACE */
+    const size_t bsz = KIND == X_Q4    ? KILN_X16_Q4_0_BLOCK
+                       : KIND == X_Q5  ? KILN_X16_Q5_0_BLOCK
+                       : KIND == X_Q41 ? KILN_X16_Q4_1_BLOCK
+                       : KIND == X_Q51 ? KILN_X16_Q5_1_BLOCK
+                                       : KILN_X16_Q8_0_BLOCK;
+    const size_t q_at = mins ? 64 : 32; /* the quants, after the scales (and minimums) */
+    const int off = KIND == X_Q4 ? -8 : KIND == X_Q5 ? -16 : KIND == X_Q8 ? -128 : 0;
     const __m512i lo4 = _mm512_set1_epi8(0x0f), sixteen = _mm512_set1_epi8(16);
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = g + (size_t)b * bsz;
         __m512i wv[8];
         if (KIND != X_Q8) {
             UNROLL for (int h = 0; h < 4; h++) {
-                const __m512i v = load_once(blk + 32 + h * 64);
+                const __m512i v = load_once(blk + q_at + h * 64);
                 wv[h] = _mm512_and_si512(v, lo4);
-                wv[h + 4] = HI_IN_PLACE(KIND == X_Q4 && NC == 1, v);
+                wv[h + 4] = HI_IN_PLACE(in_place, v);
             }
-            if (KIND == X_Q5)
+            if (five)
                 UNROLL for (int gi = 0; gi < 8; gi++) {
-                    uint64_t mk;
-                    memcpy(&mk, blk + 288 + 8 * gi, 8);
-                    wv[gi] = _mm512_mask_add_epi8(wv[gi], (__mmask64)mk, wv[gi], sixteen);
+                    wv[gi] = _mm512_mask_add_epi8(wv[gi], load_mask(blk + q_at + 256 + 8 * gi, KIND == X_Q51), wv[gi], sixteen);
                 }
         } else {
             UNROLL for (int gi = 0; gi < 8; gi++) wv[gi] = _mm512_loadu_si512((const void *)(blk + 32 + gi * 64));
         }
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)blk));
+        const __m512 mw = mins ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(blk + 32)))
+                               : _mm512_setzero_ps();
         UNROLL for (int c = 0; c < NC; c++) {
-            const __m512i isum = nibble_dots(KIND == X_Q4 && NC == 1,
-                                             _mm512_set1_epi32(off * (xs[c][2 * b] + xs[c][2 * b + 1])), wv,
-                                             xq[c] + b * 32);
+            const int bsum = xs[c][2 * b] + xs[c][2 * b + 1];
+            const __m512i isum = nibble_dots(in_place, _mm512_set1_epi32(off * bsum), wv, xq[c] + b * 32);
             acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(xd[c][b])), acc[c]);
+            if (mins) acc[c] = _mm512_fmadd_ps(mw, _mm512_set1_ps(xd[c][b] * (float)bsum), acc[c]);
         }
     }
     tile_store(NC, &in, nr, y, ldy);
@@ -430,9 +454,7 @@ INLINE void x16_qk_tile(int FIVE, int NC, int64_t nsb, const uint8_t *g, int nr,
             }
             if (FIVE)
                 UNROLL for (int gi = 0; gi < 8; gi++) {
-                    uint64_t mk;
-                    memcpy(&mk, nb + 256 + 8 * gi, 8);
-                    wv[gi] = _mm512_mask_add_epi8(wv[gi], (__mmask64)mk, wv[gi], sixteen);
+                    wv[gi] = _mm512_mask_add_epi8(wv[gi], load_mask(nb + 256 + 8 * gi, true), wv[gi], sixteen);
                 }
             const int64_t b = sb * 8 + j; /* the activation block of this sub-block */
             UNROLL for (int c = 0; c < NC; c++) {
@@ -509,9 +531,7 @@ INLINE void x16_k16_tile(int KIND, int NC, int64_t nsb, const uint8_t *g, int nr
                 }
                 if (KIND == K16_Q3)
                     UNROLL for (int gi = 0; gi < 8; gi++) {
-                        uint64_t mk;
-                        memcpy(&mk, lo + 128 + 8 * gi, 8); /* the high bits */
-                        wv[gi] = _mm512_mask_add_epi8(wv[gi], (__mmask64)mk, wv[gi], four);
+                        wv[gi] = _mm512_mask_add_epi8(wv[gi], load_mask(lo + 128 + 8 * gi, false), wv[gi], four); /* high bits */
                     }
             } else {
                 const uint8_t *lo = blk + 288 + (size_t)bb * 384, *hi = lo + 256;
@@ -553,6 +573,8 @@ INLINE void x16_k16_tile(int KIND, int NC, int64_t nsb, const uint8_t *g, int nr
 #define x16_tile_q4(NC, ...) x16_tile(X_Q4, NC, __VA_ARGS__)
 #define x16_tile_q5(NC, ...) x16_tile(X_Q5, NC, __VA_ARGS__)
 #define x16_tile_q8(NC, ...) x16_tile(X_Q8, NC, __VA_ARGS__)
+#define x16_tile_q41(NC, ...) x16_tile(X_Q41, NC, __VA_ARGS__)
+#define x16_tile_q51(NC, ...) x16_tile(X_Q51, NC, __VA_ARGS__)
 #define x16_tile_q4k(NC, ...) x16_qk_tile(0, NC, __VA_ARGS__)
 #define x16_tile_q5k(NC, ...) x16_qk_tile(1, NC, __VA_ARGS__)
 #define x16_tile_q6k(NC, ...) x16_k16_tile(K16_Q6, NC, __VA_ARGS__)
@@ -575,6 +597,10 @@ static void gemm_x16(kiln_dtype type, int64_t nb, const uint8_t *g, int nr, cons
         NC_SWITCH(x16_tile_q4, nb, g, nr, x, i0, y, ldy)
     } else if (type == KILN_Q5_0_X16) {
         NC_SWITCH(x16_tile_q5, nb, g, nr, x, i0, y, ldy)
+    } else if (type == KILN_Q4_1_X16) {
+        NC_SWITCH(x16_tile_q41, nb, g, nr, x, i0, y, ldy)
+    } else if (type == KILN_Q5_1_X16) {
+        NC_SWITCH(x16_tile_q51, nb, g, nr, x, i0, y, ldy)
     } else {
         NC_SWITCH(x16_tile_q8, nb, g, nr, x, i0, y, ldy)
     }
