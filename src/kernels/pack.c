@@ -51,6 +51,21 @@
 #include "kernels/kernels_impl.h"
 #include "kernels/ref/kquant_fit.h"
 
+/* The 32 bits of a block of 32 elements (bit e: element e) into lane `lane` of its 8
+ * masks of 64 bits (bit 4 lane + e % 4 of mask e / 4, kernels_impl.h). */
+static void set_masks(uint8_t *masks, int lane, uint32_t bits) {
+    for (int gi = 0; gi < 8; gi++)
+        masks[gi * 8 + lane / 2] |= (uint8_t)(((bits >> (4 * gi)) & 15) << (4 * (lane & 1)));
+}
+
+/* Bit `bit` of each of the 32 bytes at h as one word (bit e from h[e]): Q5_K's fifth
+ * bits and Q3_K's high bits of one block of 32. */
+static uint32_t bit_column(const uint8_t *h, int bit) {
+    uint32_t w = 0;
+    for (int e = 0; e < 32; e++) w |= (uint32_t)((h[e] >> bit) & 1) << e;
+    return w;
+}
+
 /* One row of a Q4_K (five: Q5_K) matrix into lane `lane` of its group. */
 static void pack_qk_row(const uint8_t *row, int64_t nsb, uint8_t *g, int lane, bool five) {
     const size_t in_bytes = five ? sizeof(kiln_block_q5_k) : sizeof(kiln_block_q4_k);
@@ -83,12 +98,7 @@ static void pack_qk_row(const uint8_t *row, int64_t nsb, uint8_t *g, int lane, b
             for (int e = 0; e < 16; e++) bytes[e] = (uint8_t)(nib[e] | nib[e + 16] << 4); /* as Q4_0 stores them */
             uint8_t *sb = o + 320 + (size_t)j * sub;
             for (int h = 0; h < 4; h++) memcpy(sb + h * 64 + lane * 4, bytes + 4 * h, 4);
-            if (five) /* element e's fifth bit is bit j of qh[e]; masks as Q5_0's */
-                for (int e = 0; e < 32; e++)
-                    if (blk.qh[e] >> j & 1) {
-                        const int bit = lane * 4 + e % 4;
-                        sb[256 + (e / 4) * 8 + bit / 8] |= (uint8_t)(1u << (bit % 8));
-                    }
+            if (five) set_masks(sb + 256, lane, bit_column(blk.qh, j)); /* fifth bits: bit j of qh[e] */
         }
     }
 }
@@ -139,20 +149,19 @@ static void pack_legacy_block(uint8_t *blk, int lane, const uint8_t *d, const ui
     if (!qh) return;
     uint32_t bits;
     memcpy(&bits, qh, 4);
-    for (int j = 0; j < 32; j++)
-        if (bits >> j & 1) {
-            const int bit = lane * 4 + j % 4;
-            blk[q_at + 256 + (j / 4) * 8 + bit / 8] |= (uint8_t)(1u << (bit % 8));
-        }
+    set_masks(blk + q_at + 256, lane, bits);
 }
 
 /* The 2-bit quants of block bb (elements 32 bb ..) of a Q2_K / Q3_K super-block's qs
- * into lane `lane` of the 2 vectors at lo (KILN_X16_Q3_K_BLOCK). */
+ * into lane `lane` of the 2 vectors at lo (KILN_X16_Q3_K_BLOCK). Element 32 bb + l is
+ * bit pair bb % 4 of qs[32 (bb / 4) + l] (klow_ref.c). */
 static void pack_low2(const uint8_t *qs, int bb, uint8_t *lo, int lane) {
+    const uint8_t *src = qs + 32 * (bb / 4);
+    const int shift = 2 * (bb % 4);
     for (int v = 0; v < 2; v++)
         for (int e = 0; e < 4; e++) {
             uint8_t byte = 0;
-            for (int h = 0; h < 4; h++) byte |= (uint8_t)(kiln_kq_low2(qs, 32 * bb + 4 * (4 * v + h) + e) << (2 * h));
+            for (int h = 0; h < 4; h++) byte |= (uint8_t)(((src[4 * (4 * v + h) + e] >> shift) & 3) << (2 * h));
             lo[v * 64 + lane * 4 + e] = byte;
         }
 }
@@ -181,11 +190,7 @@ static void pack_q3k_row(const uint8_t *row, int64_t nsb, uint8_t *g, int lane) 
         for (int bb = 0; bb < 8; bb++) {
             uint8_t *lo = o + 288 + (size_t)bb * 192, *masks = lo + 128;
             pack_low2(blk.qs, bb, lo, lane);
-            for (int e = 0; e < 32; e++) /* element 32 bb + e's high bit: bit bb of hmask[e] */
-                if (blk.hmask[e] >> bb & 1) {
-                    const int bit = lane * 4 + e % 4;
-                    masks[(e / 4) * 8 + bit / 8] |= (uint8_t)(1u << (bit % 8));
-                }
+            set_masks(masks, lane, bit_column(blk.hmask, bb)); /* high bits: bit bb of hmask[e] */
         }
     }
 }

@@ -46,7 +46,7 @@ static int imin(int a, int b) { return a < b ? a : b; }
 static int imax(int a, int b) { return a > b ? a : b; }
 
 /* The 2 low bits of element e of a super-block. */
-int kiln_kq_low2(const uint8_t *qs, int e) { return (qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3; }
+static int low2(const uint8_t *qs, int e) { return (qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3; }
 
 /* Packs 256 values in 0..3 (element order) into qs. */
 static void pack2(const uint8_t *L, uint8_t *qs) {
@@ -74,7 +74,7 @@ static void dequant_q2_k(const void *src, float *dst, int64_t n) {
         float *y = dst + i * QK;
         for (int j = 0; j < 16; j++) {
             const float dl = d * (float)(b.scales[j] & 0x0f), ml = dmin * (float)(b.scales[j] >> 4);
-            for (int e = 16 * j; e < 16 * j + 16; e++) y[e] = dl * (float)kiln_kq_low2(b.qs, e) - ml;
+            for (int e = 16 * j; e < 16 * j + 16; e++) y[e] = dl * (float)low2(b.qs, e) - ml;
         }
     }
 }
@@ -88,7 +88,7 @@ static void dequant_q3_k(const void *src, float *dst, int64_t n) {
         for (int j = 0; j < 16; j++) {
             const float dl = d * (float)(kiln_kq_q3_scale(b.scales, j) - 32);
             for (int e = 16 * j; e < 16 * j + 16; e++) {
-                const int q = kiln_kq_low2(b.qs, e) - ((b.hmask[e % 32] >> (e / 32)) & 1 ? 0 : 4);
+                const int q = low2(b.qs, e) - ((b.hmask[e % 32] >> (e / 32)) & 1 ? 0 : 4);
                 y[e] = dl * (float)q;
             }
         }
@@ -262,7 +262,7 @@ static float dot_q2_k(int64_t k, const uint8_t *w, const int8_t *xq, const float
             int32_t sumi = 0, summ = 0;
             for (int j = 2 * blk; j < 2 * blk + 2; j++) {
                 int32_t s = 0;
-                for (int e = 16 * j; e < 16 * j + 16; e++) s += kiln_kq_low2(b.qs, e) * q[e];
+                for (int e = 16 * j; e < 16 * j + 16; e++) s += low2(b.qs, e) * q[e];
                 sumi += (b.scales[j] & 0x0f) * s;
                 summ += (b.scales[j] >> 4) * bs[i * 16 + j];
             }
@@ -284,7 +284,7 @@ static float dot_q3_k(int64_t k, const uint8_t *w, const int8_t *xq, const float
             for (int j = 2 * blk; j < 2 * blk + 2; j++) {
                 int32_t s = 0;
                 for (int e = 16 * j; e < 16 * j + 16; e++) {
-                    const int v = kiln_kq_low2(b.qs, e) - ((b.hmask[e % 32] >> (e / 32)) & 1 ? 0 : 4);
+                    const int v = low2(b.qs, e) - ((b.hmask[e % 32] >> (e / 32)) & 1 ? 0 : 4);
                     s += v * q[e];
                 }
                 sumi += (kiln_kq_q3_scale(b.scales, j) - 32) * s;

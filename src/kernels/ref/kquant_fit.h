@@ -23,9 +23,8 @@ float kiln_kq_fit_scale_min(int n, int nmax, const float *x, const float *w, uin
 /* Unpacks the 12 scale bytes of a Q4_K / Q5_K super-block to sc[8] and m[8]. */
 void kiln_kq_unpack_scales(const uint8_t *s, uint8_t *sc, uint8_t *m);
 
-/* Q2_K / Q3_K (klow_ref.c): the 2 low bits of element e of a super-block from its
- * qs, and the 6-bit scale (0..63, 32 meaning zero) of Q3_K sub-block j. */
-int kiln_kq_low2(const uint8_t *qs, int e);
+/* The 6-bit scale (0..63, 32 meaning zero) of sub-block j of a Q3_K super-block
+ * (klow_ref.c). */
 int kiln_kq_q3_scale(const uint8_t *scales, int j);
 
 #endif
