@@ -164,26 +164,27 @@ typedef void (*kiln_gemmx_fn)(kiln_dtype type, int64_t nb, const uint8_t *g, int
 /* Q4_1 / Q5_1: 16 fp16 scales, 16 fp16 minimums, then Q4_0's nibbles (and Q5_0's masks). */
 #define KILN_X16_Q4_1_BLOCK (64 + 256)
 #define KILN_X16_Q5_1_BLOCK (64 + 256 + 64)
+/* One packed layout (pack.c): the file type it is made from, its own type, the bytes
+ * of one block of 16 rows (KILN_X16_*_BLOCK), whether such a block spans a super-block
+ * of 256 elements (else 32), and whether only the AVX-512 kernel reads it (extended:
+ * the fifth or high bits of Q5_0, Q5_1, Q5_K and Q3_K are mask registers; Q2_K and
+ * Q4_1 have no AVX2 kernel yet). */
+typedef struct {
+    kiln_dtype file, packed;
+    size_t block_bytes;
+    bool superblock, extended;
+} kiln_x16_layout;
+/* The layout made from file type t, or whose packed type is t; NULL: none. */
+const kiln_x16_layout *kiln_x16_layout_of(kiln_dtype t);
 static inline bool kiln_x16_type(kiln_dtype t) {
-    return t == KILN_Q4_0_X16 || t == KILN_Q8_0_X16 || t == KILN_Q4_K_X16 || t == KILN_Q6_K_X16 ||
-           t == KILN_Q5_0_X16 || t == KILN_Q5_K_X16 || t == KILN_Q3_K_X16 || t == KILN_Q2_K_X16 ||
-           t == KILN_Q4_1_X16 || t == KILN_Q5_1_X16;
-}
-static inline bool kiln_x16_superblock(kiln_dtype t) {
-    return t == KILN_Q4_K_X16 || t == KILN_Q6_K_X16 || t == KILN_Q5_K_X16 || t == KILN_Q3_K_X16 ||
-           t == KILN_Q2_K_X16;
-}
-/* The packed types only the AVX-512 kernel reads (the fifth or high bits of Q5_0,
- * Q5_1, Q5_K and Q3_K are mask registers; Q2_K and Q4_1 have no AVX2 kernel yet). */
-static inline bool kiln_x16_extended(kiln_dtype t) {
-    return t == KILN_Q5_0_X16 || t == KILN_Q5_K_X16 || t == KILN_Q3_K_X16 || t == KILN_Q2_K_X16 ||
-           t == KILN_Q4_1_X16 || t == KILN_Q5_1_X16;
+    const kiln_x16_layout *l = kiln_x16_layout_of(t);
+    return l && l->packed == t;
 }
 
 typedef struct {
     const char *name;
     /* kernel for packed weights (NULL: this level has none, nothing is packed) and
-     * whether it reads the extended ones too (kiln_x16_extended) */
+     * whether it reads the extended layouts too (kiln_x16_layout) */
     kiln_gemmx_fn gemm_x16;
     bool x16_ext;
     /* packed prompt GEMM (NULL: not at this level) and the row converters it needs

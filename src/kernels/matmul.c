@@ -383,30 +383,17 @@ static kiln_status plan_x16(const kiln_kernel_table *t, const kiln_tensor *w, co
         return kiln_fail(KILN_ERR_UNSUPPORTED, "matmul: packed weights need the kernels they were packed for (%s)",
                          t->name);
     const int64_t k = w->ne[0], m = w->ne[1];
-    const bool sup = kiln_x16_superblock(w->type);
+    const kiln_x16_layout *lay = kiln_x16_layout_of(w->type); /* plan_one: a packed type */
+    const bool sup = lay->superblock;
     if (n < 0 || k <= 0 || m <= 0 || k % (sup ? 256 : 32))
         return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: bad packed shapes");
     if (n == 0) return KILN_OK;
     if (!x || !y || !w->data) return kiln_fail(KILN_ERR_INVALID_ARG, "matmul: NULL data");
     const int64_t nb = sup ? k / 256 : k / 32, groups = (m + 15) / 16;
-    if (kiln_x16_extended(w->type) && !t->x16_ext)
+    if (lay->extended && !t->x16_ext)
         return kiln_fail(KILN_ERR_UNSUPPORTED, "matmul: packed %s weights need the kernels they were packed for",
-                         w->type == KILN_Q5_0_X16   ? "Q5_0"
-                         : w->type == KILN_Q5_K_X16 ? "Q5_K"
-                         : w->type == KILN_Q3_K_X16 ? "Q3_K"
-                         : w->type == KILN_Q2_K_X16 ? "Q2_K"
-                         : w->type == KILN_Q4_1_X16 ? "Q4_1"
-                                                    : "Q5_1");
-    const size_t bsz = w->type == KILN_Q6_K_X16   ? KILN_X16_Q6_K_BLOCK
-                       : w->type == KILN_Q4_K_X16 ? KILN_X16_Q4_K_BLOCK
-                       : w->type == KILN_Q4_0_X16 ? KILN_X16_Q4_0_BLOCK
-                       : w->type == KILN_Q5_0_X16 ? KILN_X16_Q5_0_BLOCK
-                       : w->type == KILN_Q5_K_X16 ? KILN_X16_Q5_K_BLOCK
-                       : w->type == KILN_Q3_K_X16 ? KILN_X16_Q3_K_BLOCK
-                       : w->type == KILN_Q2_K_X16 ? KILN_X16_Q2_K_BLOCK
-                       : w->type == KILN_Q4_1_X16 ? KILN_X16_Q4_1_BLOCK
-                       : w->type == KILN_Q5_1_X16 ? KILN_X16_Q5_1_BLOCK
-                                                  : KILN_X16_Q8_0_BLOCK;
+                         kiln_dtype_name(lay->file));
+    const size_t bsz = lay->block_bytes;
     /* With several inputs about 256 KiB of packed weights per task, a chunk reused from
      * L2 for every input, at least 8 tasks for balance; with one, stream units
      * (run_stream). */

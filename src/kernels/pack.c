@@ -51,6 +51,26 @@
 #include "kernels/kernels_impl.h"
 #include "kernels/ref/kquant_fit.h"
 
+/* Every packed layout (kernels_impl.h: kiln_x16_layout). */
+static const kiln_x16_layout g_layouts[] = {
+    {KILN_Q4_0, KILN_Q4_0_X16, KILN_X16_Q4_0_BLOCK, false, false},
+    {KILN_Q8_0, KILN_Q8_0_X16, KILN_X16_Q8_0_BLOCK, false, false},
+    {KILN_Q4_K, KILN_Q4_K_X16, KILN_X16_Q4_K_BLOCK, true, false},
+    {KILN_Q6_K, KILN_Q6_K_X16, KILN_X16_Q6_K_BLOCK, true, false},
+    {KILN_Q5_0, KILN_Q5_0_X16, KILN_X16_Q5_0_BLOCK, false, true},
+    {KILN_Q4_1, KILN_Q4_1_X16, KILN_X16_Q4_1_BLOCK, false, true},
+    {KILN_Q5_1, KILN_Q5_1_X16, KILN_X16_Q5_1_BLOCK, false, true},
+    {KILN_Q5_K, KILN_Q5_K_X16, KILN_X16_Q5_K_BLOCK, true, true},
+    {KILN_Q3_K, KILN_Q3_K_X16, KILN_X16_Q3_K_BLOCK, true, true},
+    {KILN_Q2_K, KILN_Q2_K_X16, KILN_X16_Q2_K_BLOCK, true, true},
+};
+
+const kiln_x16_layout *kiln_x16_layout_of(kiln_dtype t) {
+    for (size_t i = 0; i < sizeof g_layouts / sizeof g_layouts[0]; i++)
+        if (g_layouts[i].file == t || g_layouts[i].packed == t) return &g_layouts[i];
+    return NULL;
+}
+
 /* The 32 bits of a block of 32 elements (bit e: element e) into lane `lane` of its 8
  * masks of 64 bits (bit 4 lane + e % 4 of mask e / 4, kernels_impl.h). */
 static void set_masks(uint8_t *masks, int lane, uint32_t bits) {
@@ -199,10 +219,8 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
     *mem = NULL;
     const kiln_kernel_table *t = kiln_kernels_current();
     if (!t->gemm_x16 || !w || w->ne[2] != 1 || w->ne[3] != 1) return KILN_ERR_UNSUPPORTED;
-    const bool base = w->type == KILN_Q4_0 || w->type == KILN_Q8_0 || w->type == KILN_Q4_K || w->type == KILN_Q6_K;
-    const bool ext = w->type == KILN_Q5_0 || w->type == KILN_Q5_K || w->type == KILN_Q3_K || w->type == KILN_Q2_K ||
-                     w->type == KILN_Q4_1 || w->type == KILN_Q5_1;
-    if (!base && !(ext && t->x16_ext)) return KILN_ERR_UNSUPPORTED; /* kiln_x16_extended */
+    const kiln_x16_layout *lay = kiln_x16_layout_of(w->type);
+    if (!lay || lay->file != w->type || (lay->extended && !t->x16_ext)) return KILN_ERR_UNSUPPORTED;
     const bool q4 = w->type == KILN_Q4_0, q4k = w->type == KILN_Q4_K, q6k = w->type == KILN_Q6_K;
     const bool q5 = w->type == KILN_Q5_0, q5k = w->type == KILN_Q5_K, q3k = w->type == KILN_Q3_K,
                q2k = w->type == KILN_Q2_K, q41 = w->type == KILN_Q4_1, q51 = w->type == KILN_Q5_1;
@@ -210,17 +228,8 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
     size_t row_bytes;
     if (k <= 0 || m <= 0 || !kiln_dtype_row_bytes(w->type, k, &row_bytes) || w->nb[1] < row_bytes || !w->data)
         return KILN_ERR_UNSUPPORTED;
-    const int64_t nb = q4k || q5k || q6k || q3k || q2k ? k / 256 : k / 32, groups = (m + 15) / 16;
-    const size_t bsz = q6k   ? KILN_X16_Q6_K_BLOCK
-                       : q2k ? KILN_X16_Q2_K_BLOCK
-                       : q3k ? KILN_X16_Q3_K_BLOCK
-                       : q4k ? KILN_X16_Q4_K_BLOCK
-                       : q5k ? KILN_X16_Q5_K_BLOCK
-                       : q4  ? KILN_X16_Q4_0_BLOCK
-                       : q5  ? KILN_X16_Q5_0_BLOCK
-                       : q41 ? KILN_X16_Q4_1_BLOCK
-                       : q51 ? KILN_X16_Q5_1_BLOCK
-                             : KILN_X16_Q8_0_BLOCK;
+    const int64_t nb = lay->superblock ? k / 256 : k / 32, groups = (m + 15) / 16;
+    const size_t bsz = lay->block_bytes;
     size_t total;
     if (!kiln_mul_ok((size_t)groups * (size_t)nb, bsz, &total))
         return kiln_fail(KILN_ERR_NOMEM, "packing a %lld x %lld matrix: size overflows", (long long)m, (long long)k);
@@ -268,16 +277,7 @@ kiln_status kiln_weight_pack(const kiln_tensor *w, kiln_tensor *out, void **mem)
     /* Rows of zero-scale padding must not hold the 128 offset of Q8_0 wrongly: their
      * quants are 0 (not 128), but their scale is 0, so they add nothing. */
     memset(out, 0, sizeof *out);
-    out->type = q6k   ? KILN_Q6_K_X16
-                : q3k ? KILN_Q3_K_X16
-                : q2k ? KILN_Q2_K_X16
-                : q4k ? KILN_Q4_K_X16
-                : q5k ? KILN_Q5_K_X16
-                : q4  ? KILN_Q4_0_X16
-                : q5  ? KILN_Q5_0_X16
-                : q41 ? KILN_Q4_1_X16
-                : q51 ? KILN_Q5_1_X16
-                      : KILN_Q8_0_X16;
+    out->type = lay->packed;
     out->n_dims = 2;
     out->ne[0] = k, out->ne[1] = m, out->ne[2] = 1, out->ne[3] = 1;
     out->nb[0] = 1, out->nb[1] = (size_t)nb * bsz / 16; /* informative: bytes per row on average */
